@@ -1,0 +1,21 @@
+// The kernels behind the op layer, one entry point per backend.
+#pragma once
+
+#include <string>
+
+#include "common/params.h"
+
+namespace fa4::cpu {
+void run_fwd(const AttnParams& params);
+void run_bwd(const AttnBwdParams& params);
+}  // namespace fa4::cpu
+
+namespace fa4::api {
+// CUDA backend (cuda_backend.cpp). In a build without nvcc these raise an error that says how to
+// build the CUDA kernels; cuda_stream_capturing then returns false.
+bool cuda_stream_capturing(int device_index);
+void run_fwd_cuda(const AttnParams& params, int device_index);
+void run_bwd_cuda(const AttnBwdParams& params, int device_index);
+// JSON fragment: {"cuda": ..., "archs": [...], "kernels": [...]}.
+std::string cuda_build_info_json();
+}  // namespace fa4::api

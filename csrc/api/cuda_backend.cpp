@@ -1,0 +1,107 @@
+// CUDA side of the op layer: device checks, the current stream, and dispatch to the arch kernels.
+// Compiled by the host compiler; the kernels themselves live in csrc/sm90 (and later csrc/sm100),
+// built by nvcc for their own arch only.
+#include <torch/csrc/stable/accelerator.h>
+
+#include <string>
+
+#include "api/backends.h"
+#include "api/build_config.h"
+#include "api/checks.h"
+
+#if FA4_WITH_CUDA
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#endif
+#if FA4_WITH_SM90_FWD
+#include "sm90/fwd_launch.h"
+#endif
+
+namespace fa4::api {
+
+std::string cuda_build_info_json() {
+  return std::string("\"cuda\": \"") + kCudaVersion + "\", \"cuda_archs\": [" + kCudaArchsJson +
+         "], \"cutlass\": \"" + kCutlassVersion + "\", \"cuda_kernels\": [" + kCudaKernelsJson + "]";
+}
+
+#if FA4_WITH_CUDA
+namespace {
+
+void check_cuda(cudaError_t err, const char* what) {
+  FA4_CHECK(err == cudaSuccess, what, " failed: ", cudaGetErrorString(err));
+}
+
+// torch's current stream for `device`. The stable ABI of torch 2.10 exposes it only through a
+// libtorch_cuda symbol, which a CPU-only torch lacks: resolve it at run time so that the same
+// binary still loads there.
+cudaStream_t current_stream(int device) {
+  using GetStream = int32_t (*)(int32_t, void**);
+  static GetStream get_stream = [] {
+    void* sym = dlsym(RTLD_DEFAULT, "aoti_torch_get_current_cuda_stream");
+    if (!sym) {
+      if (void* lib = dlopen("libtorch_cuda.so", RTLD_LAZY | RTLD_NOLOAD)) {
+        sym = dlsym(lib, "aoti_torch_get_current_cuda_stream");
+      }
+    }
+    return reinterpret_cast<GetStream>(sym);
+  }();
+  FA4_CHECK(get_stream != nullptr, "CUDA tensors need a CUDA build of torch (the current stream "
+            "could not be found in this one)");
+  void* stream = nullptr;
+  FA4_CHECK(get_stream(device, &stream) == 0, "could not get the current CUDA stream of device ", device);
+  return static_cast<cudaStream_t>(stream);
+}
+
+int compute_capability(int device) {
+  int major = 0, minor = 0;
+  check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
+             "cudaDeviceGetAttribute");
+  check_cuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device),
+             "cudaDeviceGetAttribute");
+  return major * 10 + minor;
+}
+
+}  // namespace
+
+bool cuda_stream_capturing(int device) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  check_cuda(cudaStreamIsCapturing(current_stream(device), &status), "cudaStreamIsCapturing");
+  return status != cudaStreamCaptureStatusNone;
+}
+
+void run_fwd_cuda(const AttnParams& params, int device) {
+  torch::stable::accelerator::DeviceGuard guard(device);
+  const int cc = compute_capability(device);
+#if FA4_WITH_SM90_FWD
+  FA4_CHECK_IMPLEMENTED(cc == 90, "the CUDA forward kernel is built for sm_90a (H100/H200); this GPU "
+                        "is sm_", cc, " (run on CPU tensors instead)");
+  const char* reason = fa4::sm90::fwd_unsupported_reason(params);
+  FA4_CHECK_IMPLEMENTED(reason[0] == '\0', "sm90 forward: ", reason);
+  check_cuda(fa4::sm90::run_fwd(params, current_stream(device)), "sm90 forward launch");
+#else
+  FA4_CHECK_IMPLEMENTED(false, "no CUDA forward kernel is built for sm_", cc, " in this build "
+                        "(built archs: ", kCudaArchsJson, ")");
+#endif
+}
+
+void run_bwd_cuda(const AttnBwdParams&, int device) {
+  torch::stable::accelerator::DeviceGuard guard(device);
+  FA4_CHECK_IMPLEMENTED(false, "the CUDA backward kernel is not built yet (sm_", compute_capability(device),
+                        "); the backward runs on CPU tensors");
+}
+
+#else  // no nvcc at build time
+
+namespace {
+constexpr const char* kNoCuda =
+    "flash_attn4 was built without CUDA kernels (no nvcc was found at build time). Rebuild with "
+    "nvcc on PATH or CUDA_HOME set: pip install --no-build-isolation -e .  (or `make build`)";
+}
+
+bool cuda_stream_capturing(int) { return false; }
+void run_fwd_cuda(const AttnParams&, int) { FA4_CHECK(false, kNoCuda); }
+void run_bwd_cuda(const AttnBwdParams&, int) { FA4_CHECK(false, kNoCuda); }
+
+#endif
+
+}  // namespace fa4::api

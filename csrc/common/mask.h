@@ -1,0 +1,52 @@
+// Mask predicates shared by the CPU reference kernel and the GPU kernels.
+//
+// Convention (flash-attn >= 2.1): causal and sliding windows are aligned to the bottom-right corner
+// of the (seqlen_q x seqlen_k) score matrix, so query row i sits on key column
+// diag(i) = i + seqlen_k - seqlen_q. A window is [diag - left, diag + right]; -1 means unbounded.
+// Causal is the window (left, 0).
+#pragma once
+
+#include "macros.h"
+
+namespace fa4 {
+
+struct MaskSpec {
+  int seqlen_q;
+  int seqlen_k;
+  int window_left;   // -1: unbounded
+  int window_right;  // -1: unbounded; causal is 0
+
+  FA4_HOST_DEVICE int diagonal(int row) const { return row + seqlen_k - seqlen_q; }
+
+  FA4_HOST_DEVICE bool visible(int row, int col) const {
+    if (col < 0 || col >= seqlen_k) return false;
+    const int diag = diagonal(row);
+    if (window_right >= 0 && col > diag + window_right) return false;
+    if (window_left >= 0 && col < diag - window_left) return false;
+    return true;
+  }
+
+  // Key columns [*col_begin, *col_end) that any row of [row_begin, row_end) can see: the loop bounds
+  // that let a kernel skip fully masked key blocks. Empty (begin >= end) when no row sees a key.
+  FA4_HOST_DEVICE void key_range(int row_begin, int row_end, int* col_begin, int* col_end) const {
+    int lo = 0, hi = seqlen_k;
+    if (window_left >= 0) {
+      const int l = diagonal(row_begin) - window_left;
+      lo = l > 0 ? l : 0;
+    }
+    if (window_right >= 0) {
+      const int h = diagonal(row_end - 1) + window_right + 1;
+      hi = h < seqlen_k ? h : seqlen_k;
+    }
+    *col_begin = lo;
+    *col_end = hi;
+  }
+};
+
+// Causal folds into the window: it is the window (left, 0).
+FA4_HOST_DEVICE MaskSpec make_mask(int seqlen_q, int seqlen_k, bool causal, int window_left,
+                                   int window_right) {
+  return MaskSpec{seqlen_q, seqlen_k, window_left, causal ? 0 : window_right};
+}
+
+}  // namespace fa4

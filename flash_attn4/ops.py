@@ -1,0 +1,77 @@
+"""Python side of the fa4 ops: fake (meta) kernels for torch.compile and autograd for fa4::fwd.
+
+The C++ library defines the schemas and the real kernels (see csrc/api/ops.cpp); this module only
+adds what the dispatcher needs from Python.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# fa4::fwd's arguments in schema order; backward() returns one gradient slot per entry.
+FWD_ARGS = (
+    "q", "k", "v", "cu_seqlens_q", "cu_seqlens_k", "seqused_q", "seqused_k", "max_seqlen_q",
+    "max_seqlen_k", "page_table", "learnable_sink", "softmax_scale", "causal", "window_size_left",
+    "window_size_right", "softcap", "num_splits", "pack_gqa", "deterministic", "q_descale",
+    "k_descale", "v_descale",
+)
+
+
+def _out_and_lse_shapes(q, v, cu_seqlens_q):
+    out_shape = (*q.shape[:-1], v.shape[-1])
+    if cu_seqlens_q is not None:
+        return out_shape, (q.shape[1], q.shape[0])
+    return out_shape, (q.shape[0], q.shape[2], q.shape[1])
+
+
+@torch.library.register_fake("fa4::fwd")
+def _fwd_fake(q, k, v, cu_seqlens_q=None, *args, **kwargs):
+    out_shape, lse_shape = _out_and_lse_shapes(q, v, cu_seqlens_q)
+    return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=torch.float32)
+
+
+@torch.library.register_fake("fa4::fwd.out")
+def _fwd_out_fake(q, k, v, cu_seqlens_q=None, *args, **kwargs):
+    _, lse_shape = _out_and_lse_shapes(q, v, cu_seqlens_q)
+    return q.new_empty(lse_shape, dtype=torch.float32)
+
+
+@torch.library.register_fake("fa4::bwd")
+def _bwd_fake(dout, q, k, v, out, lse, cu_seqlens_q=None, cu_seqlens_k=None, seqused_q=None,
+              seqused_k=None, max_seqlen_q=None, max_seqlen_k=None, learnable_sink=None, *args, **kwargs):
+    dsink_shape = (q.shape[-2],) if learnable_sink is not None else (0,)
+    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v),
+            q.new_empty(dsink_shape, dtype=torch.float32))
+
+
+def _setup_context(ctx, inputs, output):
+    args = dict(zip(FWD_ARGS, inputs))
+    out, lse = output
+    if args["page_table"] is not None and any(ctx.needs_input_grad[:3]):
+        raise NotImplementedError(
+            "fa4: not implemented: the backward of paged-KV attention (page_table); paged KV is "
+            "for inference, call it under torch.no_grad()")
+    ctx.save_for_backward(args["q"], args["k"], args["v"], out, lse, args["cu_seqlens_q"],
+                          args["cu_seqlens_k"], args["seqused_q"], args["seqused_k"],
+                          args["learnable_sink"])
+    ctx.scalars = {name: args[name] for name in (
+        "max_seqlen_q", "max_seqlen_k", "softmax_scale", "causal", "window_size_left",
+        "window_size_right", "softcap")}
+    ctx.deterministic = args["deterministic"]
+    # Unused outputs (usually lse) then arrive as None instead of zeros: no dlse work for them.
+    ctx.set_materialize_grads(False)
+
+
+def _backward(ctx, dout, dlse):
+    q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, seqused_q, seqused_k, sink = ctx.saved_tensors
+    if dout is None:
+        dout = torch.zeros_like(out)
+    dq, dk, dv, dsink = torch.ops.fa4.bwd(
+        dout.contiguous() if dout.stride(-1) != 1 else dout, q, k, v, out, lse,
+        cu_seqlens_q, cu_seqlens_k, seqused_q, seqused_k,
+        learnable_sink=sink, deterministic=ctx.deterministic,
+        dlse=None if dlse is None else dlse.contiguous(), **ctx.scalars)
+    grads = dict(q=dq, k=dk, v=dv, learnable_sink=dsink if sink is not None else None)
+    return tuple(grads.get(name) for name in FWD_ARGS)
+
+torch.library.register_autograd("fa4::fwd", _backward, setup_context=_setup_context)
