@@ -36,41 +36,51 @@ def _call(op, *args, **kwargs):
 
 
 def _attention(q, k, v, *, softmax_scale, causal, window_size, softcap, learnable_sink,
-               deterministic, return_lse, num_splits, pack_gqa, cu_seqlens_q=None,
+               deterministic, return_lse, num_splits, pack_gqa, out, cu_seqlens_q=None,
                cu_seqlens_k=None, seqused_q=None, seqused_k=None, max_seqlen_q=None,
                max_seqlen_k=None, page_table=None):
     left, right = _window(window_size)
-    out, lse = _call(
-        torch.ops.fa4.fwd, q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_q, seqused_k,
-        max_seqlen_q, max_seqlen_k, page_table, learnable_sink,
-        softmax_scale=softmax_scale, causal=causal, window_size_left=left,
-        window_size_right=right, softcap=softcap, num_splits=num_splits, pack_gqa=pack_gqa,
-        deterministic=deterministic)
+    args = (q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_q, seqused_k, max_seqlen_q, max_seqlen_k,
+            page_table, learnable_sink)
+    kwargs = dict(softmax_scale=softmax_scale, causal=causal, window_size_left=left,
+                  window_size_right=right, softcap=softcap, num_splits=num_splits,
+                  pack_gqa=pack_gqa, deterministic=deterministic)
+    if out is None:
+        out, lse = _call(torch.ops.fa4.fwd, *args, **kwargs)
+    else:
+        if torch.is_grad_enabled() and any(
+                t is not None and t.requires_grad for t in (q, k, v, learnable_sink)):
+            raise ValueError("out= writes into a preallocated buffer and has no backward; call it "
+                             "under torch.no_grad() or drop out= (inputs require grad)")
+        lse_shape = (q.shape[1], q.shape[0]) if cu_seqlens_q is not None else (q.shape[0], q.shape[2], q.shape[1])
+        lse = q.new_empty(lse_shape, dtype=torch.float32)
+        _call(torch.ops.fa4.fwd.out, *args, **kwargs, out=out, lse=lse)
     return (out, lse) if return_lse else out
 
 
 def flash_attn_func(q, k, v, softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
                     learnable_sink=None, deterministic=False, return_lse=False, *, num_splits=1,
-                    pack_gqa=None):
+                    pack_gqa=None, out=None):
     """Exact softmax attention.
 
     q: (batch, seqlen_q, heads, head_dim); k, v: (batch, seqlen_k, heads_kv, head_dim[_v]),
     heads % heads_kv == 0 (GQA/MQA). softmax_scale defaults to head_dim ** -0.5. causal and
     window_size=(left, right) (-1: unbounded) are aligned to the bottom-right corner. softcap > 0
     caps scores as softcap * tanh(score / softcap). learnable_sink: float32 (heads,) logits that join
-    the softmax denominator. deterministic: bitwise-reproducible backward. Returns out
-    (batch, seqlen_q, heads, head_dim_v), and lse (batch, heads, seqlen_q) float32 if return_lse.
+    the softmax denominator. deterministic: bitwise-reproducible backward. out: optional
+    preallocated output (inference only). Returns out (batch, seqlen_q, heads, head_dim_v), and lse
+    (batch, heads, seqlen_q) float32 if return_lse.
     """
     return _attention(q, k, v, softmax_scale=softmax_scale, causal=causal, window_size=window_size,
                       softcap=softcap, learnable_sink=learnable_sink, deterministic=deterministic,
-                      return_lse=return_lse, num_splits=num_splits, pack_gqa=pack_gqa)
+                      return_lse=return_lse, num_splits=num_splits, pack_gqa=pack_gqa, out=out)
 
 
 def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                            softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
                            learnable_sink=None, deterministic=False, return_lse=False, *,
                            seqused_q=None, seqused_k=None, page_table=None, num_splits=1,
-                           pack_gqa=None):
+                           pack_gqa=None, out=None):
     """Variable-length attention over packed sequences.
 
     q: (total_q, heads, head_dim), k/v: (total_k, heads_kv, head_dim[_v]); cu_seqlens_q/k: int32
@@ -82,7 +92,7 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
     """
     return _attention(q, k, v, softmax_scale=softmax_scale, causal=causal, window_size=window_size,
                       softcap=softcap, learnable_sink=learnable_sink, deterministic=deterministic,
-                      return_lse=return_lse, num_splits=num_splits, pack_gqa=pack_gqa,
+                      return_lse=return_lse, num_splits=num_splits, pack_gqa=pack_gqa, out=out,
                       cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, seqused_q=seqused_q,
                       seqused_k=seqused_k, max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k,
                       page_table=page_table)

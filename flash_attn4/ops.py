@@ -24,21 +24,32 @@ def _out_and_lse_shapes(q, v, cu_seqlens_q):
     return out_shape, (q.shape[0], q.shape[2], q.shape[1])
 
 
+def _check_devices(q, named):
+    """The real kernels check devices in C++; a meta/fake tensor among the arguments routes the call
+    here instead, so the same check runs here too."""
+    for name, t in named.items():
+        if isinstance(t, torch.Tensor) and t.device != q.device:
+            raise RuntimeError(f"fa4: {name} must be on the same device as q ({q.device}), got {t.device}")
+
+
 @torch.library.register_fake("fa4::fwd")
 def _fwd_fake(q, k, v, cu_seqlens_q=None, *args, **kwargs):
+    _check_devices(q, dict(zip(FWD_ARGS[1:], (k, v, cu_seqlens_q, *args)), **kwargs))
     out_shape, lse_shape = _out_and_lse_shapes(q, v, cu_seqlens_q)
     return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=torch.float32)
 
 
 @torch.library.register_fake("fa4::fwd.out")
-def _fwd_out_fake(q, k, v, cu_seqlens_q=None, *args, **kwargs):
-    _, lse_shape = _out_and_lse_shapes(q, v, cu_seqlens_q)
-    return q.new_empty(lse_shape, dtype=torch.float32)
+def _fwd_out_fake(q, *args, **kwargs):
+    _check_devices(q, dict(zip(FWD_ARGS[1:], args), **kwargs))
 
 
 @torch.library.register_fake("fa4::bwd")
 def _bwd_fake(dout, q, k, v, out, lse, cu_seqlens_q=None, cu_seqlens_k=None, seqused_q=None,
               seqused_k=None, max_seqlen_q=None, max_seqlen_k=None, learnable_sink=None, *args, **kwargs):
+    _check_devices(q, dict(dout=dout, k=k, v=v, out=out, lse=lse, cu_seqlens_q=cu_seqlens_q,
+                           cu_seqlens_k=cu_seqlens_k, seqused_q=seqused_q, seqused_k=seqused_k,
+                           learnable_sink=learnable_sink, **kwargs))
     dsink_shape = (q.shape[-2],) if learnable_sink is not None else (0,)
     return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v),
             q.new_empty(dsink_shape, dtype=torch.float32))

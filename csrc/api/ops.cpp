@@ -52,10 +52,6 @@ void run_fwd(const AttnParams& params, const Tensor& q) {
   }
 }
 
-Tensor new_lse(const AttnArgs& a) {
-  return torch::stable::new_empty(a.q, lse_shape(a), ScalarType::Float);
-}
-
 std::tuple<Tensor, Tensor> fwd(Tensor q, Tensor k, Tensor v, OptTensor cu_seqlens_q,
                                OptTensor cu_seqlens_k, OptTensor seqused_q, OptTensor seqused_k,
                                std::optional<int64_t> max_seqlen_q,
@@ -71,30 +67,28 @@ std::tuple<Tensor, Tensor> fwd(Tensor q, Tensor k, Tensor v, OptTensor cu_seqlen
                               num_splits, pack_gqa, q_descale, k_descale, v_descale);
   AttnParams params = make_params(a);
   Tensor out = torch::stable::new_empty(q, out_shape(a));
-  Tensor lse = new_lse(a);
+  Tensor lse = torch::stable::new_empty(q, lse_shape(a), ScalarType::Float);
   set_out_lse(params, a, out, lse, "out", "lse");
   run_fwd(params, q);
   return {out, lse};
 }
 
-// fwd.out: writes into a caller-provided `out` (a separate overload because a functional op may
-// not return an alias of its input).
-Tensor fwd_out(Tensor q, Tensor k, Tensor v, OptTensor cu_seqlens_q, OptTensor cu_seqlens_k,
+// fwd.out: writes into caller-provided `out` and `lse` (a separate overload because a functional op
+// may not return an alias of its input).
+void fwd_out(Tensor q, Tensor k, Tensor v, OptTensor cu_seqlens_q, OptTensor cu_seqlens_k,
                OptTensor seqused_q, OptTensor seqused_k, std::optional<int64_t> max_seqlen_q,
                std::optional<int64_t> max_seqlen_k, OptTensor page_table, OptTensor learnable_sink,
                std::optional<double> softmax_scale, bool causal, int64_t window_size_left,
                int64_t window_size_right, double softcap, int64_t num_splits,
                std::optional<bool> pack_gqa, bool /*deterministic*/, OptTensor q_descale,
-               OptTensor k_descale, OptTensor v_descale, Tensor out) {
+               OptTensor k_descale, OptTensor v_descale, Tensor out, Tensor lse) {
   const AttnArgs a = fwd_args(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_q, seqused_k,
                               max_seqlen_q, max_seqlen_k, page_table, learnable_sink,
                               softmax_scale, causal, window_size_left, window_size_right, softcap,
                               num_splits, pack_gqa, q_descale, k_descale, v_descale);
   AttnParams params = make_params(a);
-  Tensor lse = new_lse(a);
   set_out_lse(params, a, out, lse, "out", "lse");
   run_fwd(params, q);
-  return lse;
 }
 
 // Gradient tensors take the layout of their input; strides follow AttnParams' addressing rules.
@@ -181,7 +175,7 @@ Tensor exp2_poly(Tensor x) {
 
 STABLE_TORCH_LIBRARY(fa4, m) {
   m.def("fwd(" FA4_FWD_ARGS ") -> (Tensor out, Tensor lse)");
-  m.def("fwd.out(" FA4_FWD_ARGS ", *, Tensor(a!) out) -> Tensor lse");
+  m.def("fwd.out(" FA4_FWD_ARGS ", *, Tensor(a!) out, Tensor(b!) lse) -> ()");
   m.def("bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, " FA4_INDEX_ARGS
         ", Tensor? learnable_sink=None, " FA4_MASK_ARGS
         ", bool deterministic=False, Tensor? dlse=None) -> (Tensor dq, Tensor dk, Tensor dv, "

@@ -1,0 +1,129 @@
+"""The op layer: opcheck (schema, fake kernels, autograd registration), gradcheck, torch.compile,
+the shared exp2 polynomial, and build info."""
+
+import math
+
+import pytest
+import torch
+
+import flash_attn4 as fa
+from helpers import DEVICES, make_cu_seqlens, randn
+
+
+def fwd_samples(device, dtype):
+    q, k, v = randn(2, 9, 4, 16, dtype=dtype, device=device), randn(2, 13, 2, 16, dtype=dtype, device=device), \
+        randn(2, 13, 2, 16, dtype=dtype, device=device)
+    sink = randn(4, device=device)
+    yield (q, k, v), dict(causal=True)
+    yield (q, k, v), dict(window_size_left=3, window_size_right=2, softcap=1.0, learnable_sink=sink)
+    cu_q, cu_k = make_cu_seqlens([3, 0, 6], device), make_cu_seqlens([5, 2, 6], device)
+    yield (randn(9, 4, 16, dtype=dtype, device=device), randn(13, 2, 16, dtype=dtype, device=device),
+           randn(13, 2, 16, dtype=dtype, device=device)), \
+        dict(cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, max_seqlen_q=6, max_seqlen_k=6, causal=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_fwd(device):
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    for args, kwargs in fwd_samples(device, dtype):
+        # Gradients flow to q, k, v (and the sink) through the registered autograd.
+        args = tuple(a.requires_grad_() for a in args)
+        torch.library.opcheck(torch.ops.fa4.fwd.default, args, kwargs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_fwd_out(device):
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    q, k, v = randn(2, 9, 4, 16, dtype=dtype, device=device), randn(2, 13, 2, 16, dtype=dtype, device=device), \
+        randn(2, 13, 2, 16, dtype=dtype, device=device)
+    out = torch.empty(2, 9, 4, 16, dtype=dtype, device=device)
+    lse = torch.empty(2, 4, 9, device=device)
+    torch.library.opcheck(torch.ops.fa4.fwd.out, (q, k, v), dict(causal=True, out=out, lse=lse))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_bwd(device):
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    for args, kwargs in fwd_samples(device, dtype):
+        out, lse = torch.ops.fa4.fwd(*args, **kwargs)
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("page_table",)}
+        torch.library.opcheck(torch.ops.fa4.bwd.default, (torch.randn_like(out), *args, out, lse), kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(causal=True), dict(window_size=(2, 1), softcap=1.3), dict()],
+                         ids=["causal", "local_softcap", "plain"])
+def test_gradcheck_float64(kwargs):
+    torch.manual_seed(0)
+    q = randn(1, 5, 2, 8, dtype=torch.float64, requires_grad=True)
+    k = randn(1, 7, 1, 8, dtype=torch.float64, requires_grad=True)
+    v = randn(1, 7, 1, 8, dtype=torch.float64, requires_grad=True)
+    # The sink is float32 by contract, too coarse for finite differences: it joins as a constant
+    # here, and dsink is checked against the reference's autograd in test_attention.py.
+    sink = randn(2)
+
+    def fn(q, k, v):
+        return fa.flash_attn_func(q, k, v, learnable_sink=sink, **kwargs)
+
+    # lse is float32 by contract, too coarse for finite differences: its gradient (dlse) is checked
+    # against the reference in test_attention.py::test_bwd_through_lse. The backward recomputes P
+    # from that float32 lse, hence atol 1e-4.
+    assert torch.autograd.gradcheck(fn, (q, k, v), eps=1e-6, atol=1e-4, rtol=1e-3)
+
+
+class TinyAttention(torch.nn.Module):
+    def __init__(self, dim=64, heads=4):
+        super().__init__()
+        self.heads = heads
+        self.qkv = torch.nn.Linear(dim, 3 * dim)
+        self.proj = torch.nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, s, _ = x.shape
+        q, k, v = self.qkv(x).view(b, s, 3, self.heads, -1).unbind(2)
+        return self.proj(fa.flash_attn_func(q, k, v, causal=True).reshape(b, s, -1))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_compile_fullgraph(device, dynamic):
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    model = TinyAttention().to(device, dtype)
+    compiled = torch.compile(model, fullgraph=True, dynamic=dynamic)
+    x = torch.randn(2, 24, 64, device=device, dtype=dtype, requires_grad=True)
+    want = model(x)
+    (want_grad,) = torch.autograd.grad(want.sum(), x)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for attempt in range(2):  # the second call must not recompile
+            got = compiled(x)
+            (got_grad,) = torch.autograd.grad(got.sum(), x)
+            torch.testing.assert_close(got, want, atol=1e-4 if dtype == torch.float32 else 2e-2, rtol=1e-3)
+            torch.testing.assert_close(got_grad, want_grad, atol=1e-4 if dtype == torch.float32 else 5e-2, rtol=1e-3)
+    if dynamic:
+        y = torch.randn(3, 40, 64, device=device, dtype=dtype)
+        torch.testing.assert_close(compiled(y), model(y), atol=1e-4 if dtype == torch.float32 else 2e-2, rtol=1e-3)
+
+
+def test_exp2_poly_relative_error():
+    """The shared software exp2 (csrc/common/exp2.h) against exp2 over its whole argument range."""
+    x = torch.linspace(-126.0, 127.0, 2_000_001, dtype=torch.float32)
+    x = torch.cat([x, torch.rand(1_000_000) * 2 - 1, -torch.rand(1_000_000) * 20])  # dense where attention lives
+    got = torch.ops.fa4.exp2_poly(x).double()
+    want = torch.exp2(x.double())
+    rel = ((got - want) / want).abs().max().item()
+    assert rel <= 2e-4, f"max relative error {rel:.3e}"
+    assert rel > 1e-6  # it is a polynomial, not a call to exp2
+    edge = torch.tensor([float("-inf"), -127.0, -126.5, 0.0, 8.0])
+    assert torch.ops.fa4.exp2_poly(edge).tolist()[:3] == [0.0, 0.0, 0.0]
+    assert torch.ops.fa4.exp2_poly(edge)[3].item() == 1.0
+    assert math.isclose(torch.ops.fa4.exp2_poly(edge)[4].item(), 256.0, rel_tol=2e-4)
+
+
+def test_build_info():
+    info = fa.build_info()
+    assert info["version"] == fa.__version__
+    assert set(info) >= {"cuda", "cuda_archs", "cutlass", "cuda_kernels", "cpu_kernels"}
+    assert info["cpu_kernels"] == ["fwd", "bwd"]
+    if info["cuda"]:
+        assert info["cutlass"], "a CUDA build must report the CUTLASS it was built with"
