@@ -1,0 +1,87 @@
+// Host tests of the arch-neutral math (csrc/common): the same headers the GPU kernels compile.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <initializer_list>
+
+#include "common/exp2.h"
+#include "common/mask.h"
+#include "common/softmax.h"
+
+static int failures = 0;
+#define EXPECT(cond)                                                    \
+  do {                                                                  \
+    if (!(cond)) {                                                      \
+      std::fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond); \
+      ++failures;                                                       \
+    }                                                                   \
+  } while (0)
+
+static void test_exp2_poly() {
+  double worst = 0;
+  for (double x = -126.0; x <= 127.0; x += 1.0 / 4096) {
+    const float xf = static_cast<float>(x);
+    const double rel = std::fabs(fa4::exp2_poly(xf) / std::exp2(double(xf)) - 1.0);
+    worst = rel > worst ? rel : worst;
+  }
+  std::printf("exp2_poly max relative error on [-126, 127]: %.3e\n", worst);
+  EXPECT(worst <= fa4::kExp2PolyMaxRelError);
+  EXPECT(fa4::exp2_poly(-INFINITY) == 0.0f);
+  EXPECT(fa4::exp2_poly(0.0f) == 1.0f);
+}
+
+static void test_mask() {
+  // seqlen_q 3, seqlen_k 5, causal: bottom-right aligned, row 0 sees keys 0..2.
+  const fa4::MaskSpec causal = fa4::make_mask(3, 5, true, -1, -1);
+  EXPECT(causal.visible(0, 2) && !causal.visible(0, 3) && causal.visible(2, 4));
+  int lo, hi;
+  causal.key_range(0, 1, &lo, &hi);
+  EXPECT(lo == 0 && hi == 3);
+  // Sliding window (1, 1) on a square: a band of width 3.
+  const fa4::MaskSpec local = fa4::make_mask(6, 6, false, 1, 1);
+  EXPECT(local.visible(3, 2) && local.visible(3, 4) && !local.visible(3, 1) && !local.visible(3, 5));
+  local.key_range(2, 4, &lo, &hi);
+  EXPECT(lo == 1 && hi == 5);
+  // seqlen_q > seqlen_k with causal: the first rows see nothing.
+  const fa4::MaskSpec empty_rows = fa4::make_mask(8, 2, true, -1, -1);
+  empty_rows.key_range(0, 6, &lo, &hi);
+  EXPECT(hi <= lo);
+}
+
+static void test_online_softmax() {
+  // Feeding scores block by block, with or without conditional rescaling, gives exact results.
+  const float scores[] = {0.5f, -3.f, 2.f, 12.f, 11.5f, -40.f, 13.f, 0.f};
+  for (float threshold : {0.0f, fa4::kRescaleThresholdLog2}) {
+    fa4::RowSoftmaxState<double> state;
+    state.init();
+    double acc = 0;  // weighted sum with value_j = j
+    for (int block = 0; block < 4; ++block) {
+      double block_max = -INFINITY;
+      for (int j = 2 * block; j < 2 * block + 2; ++j) block_max = std::fmax(block_max, scores[j]);
+      acc *= state.update_max(block_max, threshold);
+      for (int j = 2 * block; j < 2 * block + 2; ++j) {
+        const double p = std::exp2(scores[j] - state.max_for_exp());
+        state.row_sum += p;
+        acc += p * j;
+      }
+    }
+    double max = -INFINITY, sum = 0, want = 0;
+    for (float s : scores) max = std::fmax(max, s);
+    for (int j = 0; j < 8; ++j) sum += std::exp2(scores[j] - max);
+    for (int j = 0; j < 8; ++j) want += std::exp2(scores[j] - max) * j / sum;
+    EXPECT(std::fabs(acc * state.inv_sum() - want) < 1e-12);
+    EXPECT(std::fabs(state.lse() - (max + std::log2(sum)) * fa4::kLn2) < 1e-9);
+  }
+  fa4::RowSoftmaxState<float> none;
+  none.init();
+  EXPECT(none.update_max(-INFINITY, 8.f) == 1.f && none.inv_sum() == 0.f && std::isinf(none.lse()));
+}
+
+int main() {
+  test_exp2_poly();
+  test_mask();
+  test_online_softmax();
+  if (failures) std::fprintf(stderr, "%d check(s) failed\n", failures);
+  else std::printf("all common math checks passed\n");
+  return failures ? EXIT_FAILURE : EXIT_SUCCESS;
+}

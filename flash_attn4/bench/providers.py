@@ -1,0 +1,86 @@
+"""The attention implementations under test, behind one interface.
+
+Every provider takes q, k, v in (batch, seqlen, heads, head_dim) and returns a zero-argument
+callable that runs the attention and returns out in the same layout. Layout changes for the peers
+((b, h, s, d) transposed views), block masks and compilation happen in `build`, outside the timed
+region; the transpose back of the output is a view and launches no kernel.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+import flash_attn4
+
+from .config import Cell
+
+Run = Callable[[], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    build: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, bool], Run]
+    # Entered around build, the first call and the timing (SDPA picks its backend per call).
+    context: Callable[[], AbstractContextManager] = nullcontext
+    # Head dims this provider runs on; None means all.
+    head_dims: tuple[int, ...] | None = field(default=None)
+
+    def skip_reason(self, cell: Cell) -> str | None:
+        if self.head_dims is not None and cell.head_dim not in self.head_dims:
+            return f"head_dim {cell.head_dim} not in --flex-head-dims {list(self.head_dims)}"
+        return None
+
+
+def _to_bhsd(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    return [t.transpose(1, 2) for t in tensors]
+
+
+def _build_fa4(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> Run:
+    return lambda: flash_attn4.flash_attn_func(q, k, v, causal=causal)
+
+
+def _build_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> Run:
+    qt, kt, vt = _to_bhsd(q, k, v)
+    return lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal).transpose(1, 2)
+
+
+def _causal_mod(b, h, q_idx, kv_idx):
+    return q_idx >= kv_idx
+
+
+def _build_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> Run:
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    # A fresh Dynamo cache per cell: exactly one compile per shape, so the grid never reaches the
+    # recompile limit (past it, flex silently runs an unfused eager path). fullgraph=True turns a
+    # graph break, i.e. an unfused fallback, into an error instead of a slow number.
+    torch._dynamo.reset()
+    compiled = torch.compile(flex_attention, dynamic=False, fullgraph=True)
+    seqlen = q.shape[1]
+    block_mask = (create_block_mask(_causal_mod, B=None, H=None, Q_LEN=seqlen, KV_LEN=seqlen,
+                                    device=q.device) if causal else None)
+    qt, kt, vt = _to_bhsd(q, k, v)
+    return lambda: compiled(qt, kt, vt, block_mask=block_mask).transpose(1, 2)
+
+
+def make_providers(names: tuple[str, ...], flex_head_dims: tuple[int, ...]) -> list[Provider]:
+    """The providers named, in the given order."""
+    available = {
+        "fa4": Provider("fa4", _build_fa4),
+        "sdpa_cudnn": Provider("sdpa_cudnn", _build_sdpa,
+                               partial(sdpa_kernel, SDPBackend.CUDNN_ATTENTION)),
+        "sdpa_flash": Provider("sdpa_flash", _build_sdpa,
+                               partial(sdpa_kernel, SDPBackend.FLASH_ATTENTION)),
+        "sdpa_efficient": Provider("sdpa_efficient", _build_sdpa,
+                                   partial(sdpa_kernel, SDPBackend.EFFICIENT_ATTENTION)),
+        "flex": Provider("flex", _build_flex, head_dims=flex_head_dims),
+    }
+    return [available[name] for name in names]
