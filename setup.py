@@ -215,7 +215,7 @@ setup(
     packages=find_packages(include=["flash_attn4", "flash_attn4.*"]),
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildWithCuda},
-    options={"bdist_wheel": {"py_limited_api": "cp39"}},
-    python_requires=">=3.9",
+    options={"bdist_wheel": {"py_limited_api": "cp310"}},  # torch >= 2.10 needs CPython >= 3.10
+    python_requires=">=3.10",
     install_requires=["torch>=2.10"],
 )

@@ -1,0 +1,128 @@
+"""The CUDA forward over the kernel grid (issue 3): dtypes x head dims x masks x GQA x seqlens,
+varlen, paged KV, int64 offsets, repeatability. CUDA only; configurations the kernel does not cover
+raise NotImplementedError and are reported as skips with the reason."""
+
+import pytest
+import torch
+
+import flash_attn4 as fa
+from flash_attn4.reference import attention_ref
+from helpers import CUDA, assert_tolerance, make_cu_seqlens, max_err, run_or_skip_unimplemented
+
+pytestmark = pytest.mark.skipif(not CUDA, reason="no CUDA device")
+
+DTYPES = [torch.bfloat16, torch.float16]
+DIMS = [(64, 64), (96, 96), (128, 128), (192, 192), (256, 256), (192, 128)]
+MASKS = {
+    "none": {},
+    "causal": dict(causal=True),
+    "local": dict(window_size=(129, 64)),
+    "softcap": dict(softcap=15.0),
+    "sink": dict(sink=True),
+    "causal_softcap_sink": dict(causal=True, softcap=15.0, sink=True),
+}
+HEADS = {"mha": (8, 8), "gqa": (8, 2), "mqa": (8, 1)}
+SEQLENS = [(1, 1), (1, 4224), (113, 4097), (1000, 999), (2047, 129), (4224, 4224)]
+
+
+def poisoned(q, k, v, **kw):
+    out = torch.full((*q.shape[:-1], v.shape[-1]), float("nan"), dtype=q.dtype, device=q.device)
+    lse = torch.full((q.shape[0], q.shape[2], q.shape[1]), float("nan"), device=q.device)
+    left, right = kw.pop("window_size", (-1, -1))
+    torch.ops.fa4.fwd.out(q, k, v, window_size_left=left, window_size_right=right, out=out, lse=lse, **kw)
+    torch.cuda.synchronize()
+    return out, lse
+
+
+def check(q, k, v, kw):
+    out, lse = run_or_skip_unimplemented(lambda: poisoned(q, k, v, **dict(kw)), "cuda")
+    ref, ref_lse = attention_ref(q, k, v, compute_dtype=torch.float32, **kw)
+    low, _ = attention_ref(q, k, v, compute_dtype=q.dtype, **kw)
+    assert_tolerance("out", out, ref, low, atol=1e-3)
+    finite = torch.isfinite(ref_lse)
+    assert torch.equal(torch.isfinite(lse), finite)
+    assert max_err(lse[finite], ref_lse[finite]) <= 1e-2
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("dims", DIMS, ids=lambda d: f"d{d[0]}v{d[1]}")
+@pytest.mark.parametrize("mask", list(MASKS))
+@pytest.mark.parametrize("heads", list(HEADS))
+@pytest.mark.parametrize("seqlens", SEQLENS, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_fwd_grid(dtype, dims, mask, heads, seqlens):
+    torch.manual_seed(0)
+    (d, dv), (hq, hkv), (sq, sk) = dims, HEADS[heads], seqlens
+    q = torch.randn(2, sq, hq, d, device="cuda", dtype=dtype)
+    k = torch.randn(2, sk, hkv, d, device="cuda", dtype=dtype)
+    v = torch.randn(2, sk, hkv, dv, device="cuda", dtype=dtype)
+    kw = dict(MASKS[mask])
+    if kw.pop("sink", False):
+        kw["learnable_sink"] = torch.randn(hq, device="cuda")
+    check(q, k, v, kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("causal", [False, True])
+def test_fwd_varlen(dtype, causal):
+    torch.manual_seed(0)
+    lens_q, lens_k = [0, 300, 1, 4224, 77, 0], [5, 280, 1000, 4224, 0, 64]
+    cu_q, cu_k = make_cu_seqlens(lens_q, "cuda"), make_cu_seqlens(lens_k, "cuda")
+    q = torch.randn(sum(lens_q), 8, 128, device="cuda", dtype=dtype)
+    k = torch.randn(sum(lens_k), 2, 128, device="cuda", dtype=dtype)
+    v = torch.randn(sum(lens_k), 2, 128, device="cuda", dtype=dtype)
+    out = run_or_skip_unimplemented(lambda: fa.flash_attn_varlen_func(
+        q, k, v, cu_q, cu_k, max(lens_q), max(lens_k), causal=causal), "cuda")
+    for b in range(len(lens_q)):
+        rows, keys = slice(int(cu_q[b]), int(cu_q[b + 1])), slice(int(cu_k[b]), int(cu_k[b + 1]))
+        if lens_q[b] == 0:
+            continue
+        args = (q[rows][None], k[keys][None], v[keys][None])
+        ref, _ = attention_ref(*args, causal=causal, compute_dtype=torch.float32)
+        low, _ = attention_ref(*args, causal=causal, compute_dtype=dtype)
+        assert_tolerance(f"out[{b}]", out[rows][None], ref, low, atol=1e-3)
+
+
+@pytest.mark.parametrize("page_size", [1, 16, 64, 256, 48])
+def test_fwd_paged(page_size):
+    torch.manual_seed(0)
+    lens_k = [700, 1, 2000]
+    b, sq, hq, hkv, d = 3, 128, 8, 2, 128
+    pages_per_seq = -(-max(lens_k) // page_size)
+    num_pages = b * pages_per_seq
+    table = torch.randperm(num_pages, device="cuda").view(b, pages_per_seq).to(torch.int32)
+    k_pages = torch.randn(num_pages, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)
+    v_pages = torch.randn(num_pages, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)
+    q = torch.randn(b * sq, hq, d, device="cuda", dtype=torch.bfloat16)
+    cu_q = make_cu_seqlens([sq] * b, "cuda")
+    used_k = torch.tensor(lens_k, dtype=torch.int32, device="cuda")
+    out = run_or_skip_unimplemented(lambda: fa.flash_attn_varlen_func(
+        q, k_pages, v_pages, cu_q, None, sq, None, causal=True, seqused_k=used_k, page_table=table), "cuda")
+    for i in range(b):
+        k = k_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
+        v = v_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
+        qi = q[i * sq:(i + 1) * sq][None]
+        ref, _ = attention_ref(qi, k, v, causal=True, compute_dtype=torch.float32)
+        low, _ = attention_ref(qi, k, v, causal=True, compute_dtype=torch.bfloat16)
+        assert_tolerance(f"out[{i}]", out[i * sq:(i + 1) * sq][None], ref, low, atol=1e-3)
+
+
+def test_fwd_bitwise_repeatable():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(4, 2048, 16, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    first = run_or_skip_unimplemented(lambda: fa.flash_attn_func(q, k, v, causal=True), "cuda")
+    for _ in range(10):
+        assert torch.equal(fa.flash_attn_func(q, k, v, causal=True), first)
+
+
+def test_fwd_int64_offsets():
+    """k and v with more than 2^31 elements: batch 1's keys start past element 2^31."""
+    torch.manual_seed(0)
+    sk = (2**31 // 128) // 2 + 4096  # per batch; 2 * sk * 128 > 2^31
+    k = torch.randn(2, sk, 1, 128, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(2, sk, 1, 128, device="cuda", dtype=torch.bfloat16)
+    assert k.numel() > 2**31
+    q = torch.randn(2, 64, 1, 128, device="cuda", dtype=torch.bfloat16)
+    out = run_or_skip_unimplemented(lambda: fa.flash_attn_func(q, k, v), "cuda")
+    ref, _ = attention_ref(q[1:], k[1:], v[1:], compute_dtype=torch.float32)
+    low, _ = attention_ref(q[1:], k[1:], v[1:], compute_dtype=torch.bfloat16)
+    assert_tolerance("out[1]", out[1:], ref, low, atol=1e-3)
