@@ -224,6 +224,7 @@ AttnParams make_params(const AttnArgs& a) {
                                 : paged  ? a.page_table->size(1) * page_size
                                          : k.size(1));
   p.total_q = static_cast<int>(q_varlen ? q.size(0) : batch * q.size(1));
+  p.total_k = static_cast<int>(k_varlen ? k.size(0) : 0);
   auto index_ptr = [](const std::optional<Tensor>& t) {
     return t ? t->const_data_ptr<int32_t>() : nullptr;
   };

@@ -25,7 +25,8 @@ struct AttnParams {
   int heads_q, heads_kv;        // heads_q % heads_kv == 0
   int head_dim, head_dim_v;     // d for q/k, d_v for v/out
   int seqlen_q, seqlen_k;       // padded (batched) lengths, or max_seqlen_q/k when varlen
-  int total_q;                  // rows of lse per head when q is varlen
+  int total_q;                  // rows of q (and of lse per head) when q is varlen
+  int total_k;                  // rows of k/v when k is varlen (cu_seqlens_k)
 
   const int32_t* cu_seqlens_q;  // (batch + 1) or null
   const int32_t* cu_seqlens_k;  // (batch + 1) or null

@@ -1,0 +1,84 @@
+// fwd_unsupported_reason / run_fwd: validation and (dtype, head_dim) dispatch of the sm90 forward.
+#include <stdint.h>
+
+#include "sm90/fwd_dispatch.h"
+#include "sm90/fwd_launch.h"
+
+namespace fa4::sm90 {
+
+namespace {
+
+// TMA: 16-byte aligned base, strides multiples of 16 bytes (8 16-bit elements); an extent-1 mode's
+// stride is never used.
+bool tma_ok(const void* ptr, int rows, int heads, int batch, int64_t row_stride, int64_t head_stride,
+            int64_t batch_stride) {
+  if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return false;
+  auto ok = [](int extent, int64_t stride) {
+    return extent <= 1 || (stride > 0 && stride % 8 == 0 && stride < (int64_t(1) << 39));
+  };
+  return ok(rows, row_stride) && ok(heads, head_stride) && ok(batch, batch_stride);
+}
+
+}  // namespace
+
+const char* fwd_unsupported_reason(const AttnParams& a) {
+  if (a.dtype != DType::kFloat16 && a.dtype != DType::kBFloat16)
+    return "sm90 forward supports only float16 and bfloat16";
+  if (a.head_dim != a.head_dim_v) return "sm90 forward needs head_dim == head_dim_v";
+  int block_n = 0;
+  const char* page_msg = "";
+#define FA4_SM90_BUILT(D, BN, ST, OVL, PP)                                                  \
+  if (a.head_dim == D) {                                                                  \
+    block_n = BN;                                                                         \
+    page_msg = "sm90 forward: paged KV with head_dim " #D " needs page_size % " #BN " == 0"; \
+  }
+  FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_BUILT)
+#undef FA4_SM90_BUILT
+  if (block_n == 0) return "sm90 forward: this head_dim is not built (64, 96, 128, 192, 256 are)";
+  // Keys addressed through cu_seqlens_k (no page table): the TMA descriptor needs the total key
+  // row count, which AttnParams does not carry.
+  if (a.cu_seqlens_k && !a.paged())
+    return "sm90 forward: varlen keys (cu_seqlens_k without a page table) are not built "
+           "(the TMA descriptor needs the total key count)";
+  if (a.paged()) {
+    if (a.page_size <= 0 || a.num_pages <= 0 || a.page_table_cols < 0)
+      return "paged KV needs page_size > 0 and num_pages > 0";
+    if (a.page_size % block_n != 0) return page_msg;
+  }
+  if (a.heads_kv <= 0 || a.heads_q % a.heads_kv != 0) return "heads_q must be a multiple of heads_kv";
+  if (a.batch > 65535 || a.heads_q > 65535) return "sm90 forward: batch and heads must be <= 65535";
+  if (a.seqlen_q < 0 || a.seqlen_k < 0) return "negative sequence length";
+  if (!(a.softmax_scale > 0.f)) return "sm90 forward needs softmax_scale > 0";
+  const int q_rows = a.q_varlen() ? a.total_q : a.seqlen_q;
+  const int q_batch = a.q_varlen() ? 1 : a.batch;
+  const int kv_rows = a.paged() ? a.page_size : a.seqlen_k;
+  const int kv_batch = a.paged() ? a.num_pages : a.batch;
+  const bool kv_empty = kv_rows == 0;  // never read: any strides do
+  if (!tma_ok(a.q, q_rows, a.heads_q, q_batch, a.q_row_stride, a.q_head_stride,
+              a.q_batch_stride) ||
+      (!kv_empty && !tma_ok(a.k, kv_rows, a.heads_kv, kv_batch, a.k_row_stride,
+                            a.k_head_stride, a.k_batch_stride)) ||
+      (!kv_empty && !tma_ok(a.v, kv_rows, a.heads_kv, kv_batch, a.v_row_stride,
+                            a.v_head_stride, a.v_batch_stride)) ||
+      !tma_ok(a.out, q_rows, a.heads_q, q_batch, a.o_row_stride, a.o_head_stride,
+              a.o_batch_stride))
+    return "sm90 forward (TMA) needs 16-byte aligned q/k/v/out and positive strides that are "
+           "multiples of 8 elements";
+  return "";
+}
+
+cudaError_t run_fwd(const AttnParams& a, cudaStream_t stream) {
+  const char* reason = fwd_unsupported_reason(a);
+  if (reason[0] != '\0') return cudaErrorNotSupported;
+#define FA4_SM90_DISPATCH(D, BN, ST, OVL, PP)                               \
+  if (a.head_dim == D) {                                                    \
+    return a.dtype == DType::kBFloat16                                      \
+               ? run_fwd_hdim<cutlass::bfloat16_t, D>(a, stream)            \
+               : run_fwd_hdim<cutlass::half_t, D>(a, stream);               \
+  }
+  FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_DISPATCH)
+#undef FA4_SM90_DISPATCH
+  return cudaErrorNotSupported;
+}
+
+}  // namespace fa4::sm90

@@ -1,0 +1,33 @@
+// Light declarations shared by the dispatcher (fwd_api.cu) and the instantiation units.
+#pragma once
+
+#include <cuda_runtime.h>
+#include <cutlass/numeric_types.h>
+
+#include "common/params.h"
+#include "sm90/fwd_config.h"
+
+namespace fa4::sm90 {
+
+// Tile configuration of each head_dim row of FA4_SM90_FWD_HDIM_TABLE.
+template <int kHeadDim>
+struct HdimConfig {
+  static constexpr bool kBuilt = false;
+};
+#define FA4_SM90_HDIM_CONFIG(D, BN, ST, OVL, PP) \
+  template <>                                    \
+  struct HdimConfig<D> {                         \
+    static constexpr bool kBuilt = true;         \
+    static constexpr int kBlockN = BN;           \
+    static constexpr int kStages = ST;           \
+    static constexpr bool kOverlap = OVL;        \
+    static constexpr bool kPingPong = PP;        \
+  };
+FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_HDIM_CONFIG)
+#undef FA4_SM90_HDIM_CONFIG
+
+// Defined in instantiations/fwd_<dtype>_hdim<d>.cu.
+template <class Element, int kHeadDim>
+cudaError_t run_fwd_hdim(const AttnParams& a, cudaStream_t stream);
+
+}  // namespace fa4::sm90

@@ -1,0 +1,616 @@
+// Hopper (sm_90a) forward attention kernel: warp-specialized, TMA + WGMMA.
+//
+// CTA = 3 warpgroups (384 threads):
+//   WG0  producer: one elected thread issues the TMA loads (Q once, then K/V blocks through a
+//        kStages-deep PipelineTmaAsync each); setmaxnreg drops its registers to kProducerRegs.
+//   WG1, WG2  consumers: each owns 64 of the kBlockM = 128 query rows. S = Q K^T with SS-WGMMA,
+//        online softmax in registers (fa4::RowSoftmaxState), O += P V with RS-WGMMA (P stays in
+//        registers). With kOverlap the S GEMM of the next key block is issued before the softmax
+//        of the current one so tensor cores and the softmax ALU/MUFU work overlap; with kPingPong
+//        the two warpgroups also take turns issuing GEMMs (named barriers 2 and 3).
+// Epilogue: O is normalised, converted, staged in shared memory (aliasing sQ) and written back by
+// one TMA store per CTA (TMA clips rows past seqlen_q); lse is written from registers.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include <cute/tensor.hpp>
+#include <cute/arch/copy_sm90_tma.hpp>
+#include <cute/arch/mma_sm90.hpp>
+#include <cute/atom/copy_traits_sm90_tma.hpp>
+#include <cute/atom/mma_traits_sm90_gmma.hpp>
+#include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
+#include <cutlass/cutlass.h>
+#include <cutlass/numeric_types.h>
+#include <cutlass/pipeline/pipeline.hpp>
+
+#include "common/exp2.h"
+#include "common/mask.h"
+#include "common/params.h"
+#include "common/softmax.h"
+
+namespace fa4::sm90 {
+
+using namespace cute;
+
+// ------------------------------------------------------------------------------------------------
+// Compile-time configuration of one kernel instance.
+// ------------------------------------------------------------------------------------------------
+template <class Element_, int kHeadDim_, int kBlockN_, int kStages_, bool kIsLocal_,
+          bool kHasSoftcap_, bool kRescale_ = true, int kPolyPer8_ = 0, bool kOverlap_ = true,
+          bool kPingPong_ = kOverlap_>
+struct FwdTraits {
+  using Element = Element_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kBlockM = 128;
+  static constexpr int kBlockN = kBlockN_;
+  static constexpr int kStages = kStages_;
+  static constexpr bool kIsLocal = kIsLocal_;      // causal or sliding window
+  static constexpr bool kHasSoftcap = kHasSoftcap_;
+  static constexpr bool kRescale = kRescale_;      // FA4 conditional rescaling (threshold 8 in log2)
+  static constexpr int kPolyPer8 = kPolyPer8_;     // of every 8 exponentials per row, this many use exp2_poly
+  static constexpr bool kOverlap = kOverlap_;      // intra-warpgroup QK^T / softmax overlap
+  // Inter-warpgroup ping-pong: the two consumer warpgroups take turns issuing their GEMMs (named
+  // barriers), so one warpgroup's softmax runs under the other's tensor-core work.
+  static constexpr bool kPingPong = kPingPong_;
+  static_assert(!kPingPong || kOverlap, "ping-pong is built on the overlapped main loop");
+  static_assert(kPolyPer8 >= 0 && kPolyPer8 <= 8);
+  static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256);
+  static_assert(kBlockN % 16 == 0 && kBlockN <= 256);
+
+  static constexpr int kNumConsumerWG = 2;
+  static constexpr int kNumThreads = 128 * (kNumConsumerWG + 1);
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumerRegs = 240;
+
+  using TileShapeS = Shape<Int<kBlockM>, Int<kBlockN>, Int<kHeadDim>>;   // (M, N, K) of S = Q K^T
+  using TileShapeO = Shape<Int<kBlockM>, Int<kHeadDim>, Int<kBlockN>>;   // (M, N, K) of O = P V
+  using AtomLayoutWG = Layout<Shape<Int<kNumConsumerWG>, _1, _1>>;        // one WG per 64 rows
+
+  using TiledMmaS = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, float, TileShapeS>(), AtomLayoutWG{}));
+  using TiledMmaO = decltype(make_tiled_mma(
+      GMMA::rs_op_selector<Element, Element, float, TileShapeO, GMMA::Major::K, GMMA::Major::MN>(),
+      AtomLayoutWG{}));
+
+  // K-major rows of kHeadDim 16-bit elements: 128B swizzle when the row is a multiple of 128 bytes
+  // (d = 64, 128, 192, 256), else 64B swizzle (d = 96).
+  using SmemAtom = conditional_t<kHeadDim % 64 == 0, GMMA::Layout_K_SW128_Atom<Element>,
+                                 GMMA::Layout_K_SW64_Atom<Element>>;
+  using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  using SmemLayoutK =
+      decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
+  using SmemLayoutV = SmemLayoutK;
+  // V read as the MN-major B operand (kHeadDim x kBlockN) of O = P V: same bytes, transposed view.
+  using SmemLayoutVt = decltype(composition(
+      SmemLayoutV{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockN>, Int<kStages>>{},
+                                         Step<_2, _1, _3>{})));
+  using SmemLayoutO = SmemLayoutQ;  // O staging aliases sQ (d == d_v)
+
+  // Global tensors: (rows, dim, head, batch), dim contiguous.
+  using GShape = Shape<int32_t, int32_t, int32_t, int32_t>;
+  using GStride = Stride<int64_t, _1, int64_t, int64_t>;
+  using GLayout = Layout<GShape, GStride>;
+
+  using TmaQ = decltype(make_tma_copy(
+      SM90_TMA_LOAD{}, make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GLayout{}),
+      SmemLayoutQ{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
+  using TmaKV = decltype(make_tma_copy(
+      SM90_TMA_LOAD{}, make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GLayout{}),
+      take<0, 2>(SmemLayoutK{}), Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
+  using TmaO = decltype(make_tma_copy(
+      SM90_TMA_STORE{}, make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GLayout{}),
+      SmemLayoutO{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
+
+  using Pipeline = cutlass::PipelineTmaAsync<kStages>;
+  using PipelineState = typename Pipeline::PipelineState;
+
+  static constexpr uint32_t kTmaBytesQ = kBlockM * kHeadDim * sizeof(Element);
+  static constexpr uint32_t kTmaBytesKV = kBlockN * kHeadDim * sizeof(Element);
+
+  struct SharedStorage {
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK>> k;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutV>> v;
+    alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_q;
+    typename Pipeline::SharedStorage pipe_k;
+    typename Pipeline::SharedStorage pipe_v;
+  };
+  static constexpr int kSmemBytes = int(sizeof(SharedStorage));
+};
+
+// Everything the kernel reads, resolved on the host.
+template <class Traits>
+struct FwdKernelParams {
+  typename Traits::TmaQ tma_q;
+  typename Traits::TmaKV tma_k;
+  typename Traits::TmaKV tma_v;
+  typename Traits::TmaO tma_o;
+  // q/out: (rows, d, heads, batch), or (total_q, d, heads, 1) when q is varlen.
+  // k/v:   (rows, d, heads_kv, batch), or (page_size, d, heads_kv, num_pages) when paged.
+  typename Traits::GLayout layout_q, layout_k, layout_v, layout_o;
+  AttnParams attn;       // lengths, lse / out addressing, page table, mask settings
+  int qhead_per_kvhead;
+  float scale_log2;      // softmax_scale * log2(e) (no softcap)
+  bool store_o_predicated;  // rows past q_len(b) belong to someone else: no TMA store of O
+  bool zero_v_tail;         // V rows past k_len(b) may hold anything (NaN): clear them in smem
+};
+
+// ------------------------------------------------------------------------------------------------
+// Device helpers
+// ------------------------------------------------------------------------------------------------
+namespace detail {
+
+// Accumulator layout ((2, 2, V), MMA_M, MMA_N) -> ((2, MMA_M), (2, V, MMA_N)) = (row, col).
+template <class L>
+CUTE_HOST_DEVICE constexpr auto acc_rowcol(L const& l) {
+  static_assert(rank(L{}) == 3);
+  return make_layout(make_layout(get<0, 1>(l), get<1>(l)),
+                     make_layout(get<0, 0>(l), get<0, 2>(l), get<2>(l)));
+}
+
+// Accumulator layout ((2, 2, V), MMA_M, MMA_N) of S reread as the register A operand of P V:
+// ((2, 2, 2), MMA_M, (V / 2) * MMA_N). A 16-wide k slice holds two 8-wide accumulator column groups.
+template <class L>
+CUTE_HOST_DEVICE constexpr auto acc_as_a_operand(L const& l) {
+  auto v = logical_divide(get<0, 2>(l), _2{});  // (2, V/2)
+  return make_layout(make_layout(get<0, 0>(l), get<0, 1>(l), get<0>(v)), get<1>(l),
+                     make_layout(get<1>(v), get<2>(l)));
+}
+
+// One warpgroup GEMM: issue all k slices, commit, optionally wait.
+template <bool kZeroInit, int kWait, class TiledMma, class TA, class TB, class TC>
+CUTE_DEVICE void wg_gemm(TiledMma& mma, TA const& a, TB const& b, TC& c) {
+  constexpr bool kRegA = !is_base_of<GMMA::DescriptorIterator, typename TiledMma::FrgTypeA>::value;
+  if constexpr (kRegA) warpgroup_fence_operand(const_cast<TA&>(a));
+  warpgroup_fence_operand(c);
+  warpgroup_arrive();
+  if constexpr (kZeroInit) mma.accumulate_ = GMMA::ScaleOut::Zero;
+  CUTE_UNROLL
+  for (int k = 0; k < size<2>(a); ++k) {
+    cute::gemm(mma, a(_, _, k), b(_, _, k), c);
+    mma.accumulate_ = GMMA::ScaleOut::One;
+  }
+  warpgroup_commit_batch();
+  if constexpr (kWait >= 0) warpgroup_wait<kWait>();
+  warpgroup_fence_operand(c);
+  if constexpr (kRegA) warpgroup_fence_operand(const_cast<TA&>(a));
+}
+
+CUTE_DEVICE float ex2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+CUTE_DEVICE float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffff, x, 1));
+  x = fmaxf(x, __shfl_xor_sync(0xffffffff, x, 2));
+  return x;
+}
+CUTE_DEVICE float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffff, x, 1);
+  x += __shfl_xor_sync(0xffffffff, x, 2);
+  return x;
+}
+
+// float fragment -> 16-bit fragment of the same layout, two elements per cvt.
+template <class TSrc, class TDst>
+CUTE_DEVICE void convert_frag(TSrc const& src, TDst& dst) {
+  using Element = typename TDst::value_type;
+  static_assert(size(TSrc{}) % 2 == 0);
+  CUTE_UNROLL
+  for (int i = 0; i < size(src); i += 2) {
+    if constexpr (is_same_v<Element, cutlass::bfloat16_t>) {
+      __nv_bfloat162 v = __floats2bfloat162_rn(src(i), src(i + 1));
+      dst(i) = reinterpret_cast<Element const&>(v.x);
+      dst(i + 1) = reinterpret_cast<Element const&>(v.y);
+    } else {
+      __half2 v = __floats2half2_rn(src(i), src(i + 1));
+      dst(i) = reinterpret_cast<Element const&>(v.x);
+      dst(i + 1) = reinterpret_cast<Element const&>(v.y);
+    }
+  }
+}
+
+}  // namespace detail
+
+// Per-thread softmax over the two rows it holds of a 64-row warpgroup tile.
+template <class Traits>
+struct ThreadSoftmax {
+  static constexpr int kRows = 2;
+  RowSoftmaxState<float> st[kRows];
+
+  CUTE_DEVICE void init() {
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) st[r].init();
+  }
+
+  // s: S accumulator in (row, col) view, raw q.k (or softcapped, masked). Turns it into
+  // exp2(s * scale - max) in place and returns the per-row accumulator rescale factors.
+  template <class TS>
+  CUTE_DEVICE void online(TS& s, float scale_log2, float (&o_scale)[kRows]) {
+    static_assert(size<0>(TS{}) == kRows);
+    constexpr float kThreshold = Traits::kRescale ? kRescaleThresholdLog2 : 0.0f;
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      float m = -INFINITY;
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(s); ++c) m = fmaxf(m, s(r, c));
+      m = detail::quad_max(m) * scale_log2;  // scale > 0: max commutes with the scaling
+      o_scale[r] = st[r].update_max(m, kThreshold);
+      const float mx = st[r].max_for_exp();
+      float sum = 0.f;
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(s); ++c) {
+        const float x = fmaf(s(r, c), scale_log2, -mx);
+        float p;
+        if constexpr (Traits::kPolyPer8 > 0) {
+          p = (c % 8) < Traits::kPolyPer8 ? exp2_poly(x) : detail::ex2_approx(x);
+        } else {
+          p = detail::ex2_approx(x);
+        }
+        s(r, c) = p;
+        sum += p;
+      }
+      st[r].row_sum += sum;  // thread-partial; reduced across the quad in finalize()
+    }
+  }
+
+  // Reduces the row sums, adds the sink, returns 1/sum-style output scales.
+  CUTE_DEVICE void finalize(float sink_log2, bool has_sink, float (&o_scale)[kRows]) {
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      st[r].row_sum = detail::quad_sum(st[r].row_sum);
+      float f = 1.f;
+      if (has_sink) f = st[r].add_sink(sink_log2);
+      o_scale[r] = f * st[r].inv_sum();
+    }
+  }
+};
+
+// ------------------------------------------------------------------------------------------------
+// The kernel
+// ------------------------------------------------------------------------------------------------
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kNumThreads, 1)
+    fwd_kernel(CUTE_GRID_CONSTANT FwdKernelParams<Traits> const p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  using Element = typename Traits::Element;
+  constexpr int kBlockM = Traits::kBlockM;
+  constexpr int kBlockN = Traits::kBlockN;
+  constexpr int kHeadDim = Traits::kHeadDim;
+  using Pipeline = typename Traits::Pipeline;
+  using PipelineState = typename Traits::PipelineState;
+  using SharedStorage = typename Traits::SharedStorage;
+
+  extern __shared__ __align__(1024) char smem_raw[];
+  SharedStorage& ss = *reinterpret_cast<SharedStorage*>(smem_raw);
+
+  const int lane = threadIdx.x % 32;
+  const int wg = threadIdx.x / 128;
+
+  // Heavier (causal: longer) row blocks first.
+  const int m_block = gridDim.x - 1 - blockIdx.x;
+  const int head = blockIdx.y;
+  const int batch = blockIdx.z;
+  const int head_kv = head / p.qhead_per_kvhead;
+  const AttnParams& attn = p.attn;
+
+  // This sequence's lengths and mask (bottom-right aligned to them).
+  const int q_len = attn.q_len(batch);
+  const int k_len = attn.k_len(batch);
+  const int row_begin = m_block * kBlockM;
+  if (row_begin >= q_len) return;  // whole CTA, before any barrier
+  const int row_end = min(row_begin + kBlockM, q_len);
+  const MaskSpec mask =
+      make_mask(q_len, k_len, attn.causal, attn.window_left, attn.window_right);
+
+  // Key blocks this row block can see.
+  int col_begin = 0, col_end = k_len;
+  if constexpr (Traits::kIsLocal) mask.key_range(row_begin, row_end, &col_begin, &col_end);
+  const int n_min = col_begin / kBlockN;
+  const int n_max = col_begin < col_end ? (col_end + kBlockN - 1) / kBlockN : n_min;
+
+  if (threadIdx.x == 0) {
+    prefetch_tma_descriptor(p.tma_q.get_tma_descriptor());
+    prefetch_tma_descriptor(p.tma_k.get_tma_descriptor());
+    prefetch_tma_descriptor(p.tma_v.get_tma_descriptor());
+    prefetch_tma_descriptor(p.tma_o.get_tma_descriptor());
+    ss.barrier_q.init(1);
+  }
+  typename Pipeline::Params pp;
+  pp.transaction_bytes = Traits::kTmaBytesKV;
+  pp.role = wg == 0 ? Pipeline::ThreadCategory::Producer : Pipeline::ThreadCategory::Consumer;
+  pp.is_leader = threadIdx.x == 0;  // the issuing thread below
+  pp.num_consumers = 128 * Traits::kNumConsumerWG;
+  Pipeline pipe_k(ss.pipe_k, pp, Shape<_1, _1, _1>{});
+  Pipeline pipe_v(ss.pipe_v, pp, Shape<_1, _1, _1>{});
+  __syncthreads();
+
+  Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename Traits::SmemLayoutQ{});
+  Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename Traits::SmemLayoutK{});
+  Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename Traits::SmemLayoutV{});
+  Tensor sVt = make_tensor(make_smem_ptr(ss.v.data()), typename Traits::SmemLayoutVt{});
+
+  if (wg == 0) {
+    // ------------------------------------------------------------------ producer
+    cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegs>();
+    if (threadIdx.x == 0) {
+      const bool q_varlen = attn.q_varlen();
+      Tensor mQ = p.tma_q.get_tma_tensor(p.layout_q.shape())(_, _, head, q_varlen ? 0 : batch);
+      Tensor mQb = domain_offset(make_coord(q_varlen ? attn.cu_seqlens_q[batch] : 0, _0{}), mQ);
+      Tensor mK = p.tma_k.get_tma_tensor(p.layout_k.shape())(_, _, head_kv, _);  // (rows, d, B)
+      Tensor mV = p.tma_v.get_tma_tensor(p.layout_v.shape())(_, _, head_kv, _);
+      Tensor gQ = local_tile(mQb, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_block, _0{}));
+      auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
+                                      group_modes<0, 2>(gQ));
+      if (n_max > n_min) {
+        ss.barrier_q.arrive_and_expect_tx(Traits::kTmaBytesQ);
+        copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);
+        PipelineState wr = cutlass::make_producer_start_state<Pipeline>();
+        for (int n = n_max - 1; n >= n_min; --n) {
+          // Batched: tile n of batch entry `batch`. Paged: tile of the page holding key n*kBlockN
+          // (page_size is a multiple of kBlockN, checked on the host).
+          int page = batch, tile = n;
+          if (attn.paged()) {
+            const int key = n * kBlockN;
+            page = attn.page_table[batch * attn.page_table_batch_stride + key / attn.page_size];
+            tile = (key % attn.page_size) / kBlockN;
+          }
+          Tensor gK = local_tile(mK(_, _, page), Shape<Int<kBlockN>, Int<kHeadDim>>{},
+                                 make_coord(tile, _0{}));
+          Tensor gV = local_tile(mV(_, _, page), Shape<Int<kBlockN>, Int<kHeadDim>>{},
+                                 make_coord(tile, _0{}));
+          auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
+                                          group_modes<0, 2>(gK));
+          auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
+                                          group_modes<0, 2>(gV));
+          pipe_k.producer_acquire(wr);
+          copy(p.tma_k.with(*pipe_k.producer_get_barrier(wr), 0), tKg, tKs(_, wr.index()));
+          pipe_v.producer_acquire(wr);
+          copy(p.tma_v.with(*pipe_v.producer_get_barrier(wr), 0), tVg, tVs(_, wr.index()));
+          ++wr;
+        }
+      }
+    }
+    return;
+  }
+
+  // -------------------------------------------------------------------- consumers
+  cutlass::arch::warpgroup_reg_alloc<Traits::kConsumerRegs>();
+  const int ctid = threadIdx.x - 128;  // 0..255
+  typename Traits::TiledMmaS mma_s;
+  typename Traits::TiledMmaO mma_o;
+  auto thr_s = mma_s.get_thread_slice(ctid);
+  auto thr_o = mma_o.get_thread_slice(ctid);
+
+  Tensor tSrQ = thr_s.partition_fragment_A(sQ);                 // descriptors
+  Tensor tSrK = thr_s.partition_fragment_B(sK);                 // (MMA, N, K, stage)
+  Tensor tOrV = thr_o.partition_fragment_B(sVt);                // (MMA, N, K, stage)
+  Tensor tOrO = partition_fragment_C(mma_o, select<0, 1>(typename Traits::TileShapeO{}));
+  clear(tOrO);
+  Tensor tOrO_rc = make_tensor(tOrO.data(), detail::acc_rowcol(tOrO.layout()));
+
+  // Coordinates of the S accumulator (row within tile, col within block).
+  Tensor cS = make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{});
+  Tensor tScS = thr_s.partition_C(cS);
+  Tensor tScS_rc = make_tensor(tScS.data(), detail::acc_rowcol(tScS.layout()));
+
+  ThreadSoftmax<Traits> softmax;
+  softmax.init();
+
+  const float scale_log2 = Traits::kHasSoftcap ? kLog2e : p.scale_log2;
+
+  // Scales (softcap) and masks the raw accumulator of key block n.
+  auto prepare_scores = [&](auto& tSrS, int n, bool need_mask) {
+    Tensor s = make_tensor(tSrS.data(), detail::acc_rowcol(tSrS.layout()));
+    if constexpr (Traits::kHasSoftcap) {
+      CUTE_UNROLL
+      for (int i = 0; i < size(s); ++i)
+        s(i) = apply_softcap(s(i) * attn.softmax_scale, attn.softcap);
+    }
+    if (need_mask) {
+      const int col0 = n * kBlockN;
+      CUTE_UNROLL
+      for (int r = 0; r < size<0>(s); ++r) {
+        const int row = row_begin + get<0>(tScS_rc(r, 0));
+        CUTE_UNROLL
+        for (int c = 0; c < size<1>(s); ++c) {
+          const int col = col0 + get<1>(tScS_rc(r, c));
+          if (!mask.visible(row, col)) s(r, c) = -INFINITY;
+        }
+      }
+    }
+    return s;
+  };
+  // A key block needs element masking when it straddles seqlen_k or a window edge.
+  auto block_needs_mask = [&](int n) {
+    const int c0 = n * kBlockN, c1 = c0 + kBlockN;  // [c0, c1)
+    bool m = c1 > k_len;
+    if constexpr (Traits::kIsLocal) {
+      if (mask.window_right >= 0) m |= c1 - 1 > mask.diagonal(row_begin) + mask.window_right;
+      if (mask.window_left >= 0)
+        m |= c0 < mask.diagonal(row_begin + kBlockM - 1) - mask.window_left;
+    }
+    return m;
+  };
+  // Key block n straddles k_len and the V rows past it were loaded from memory that may hold
+  // anything (seqused_k / paged): P is 0 there, but 0 * NaN is NaN inside the MMA, so clear them.
+  // Both warpgroups write the same zeros, each before its own P V GEMM reads the stage.
+  auto clear_v_tail = [&](int n, int stage) {
+    if (!p.zero_v_tail || (n + 1) * kBlockN <= k_len) return;
+    constexpr int kChunks = kHeadDim / 8;  // 16-byte chunks per row (swizzle keeps them whole)
+    const int r0 = k_len - n * kBlockN;
+    for (int i = ctid % 128; i < (kBlockN - r0) * kChunks; i += 128) {
+      const int r = r0 + i / kChunks, c = (i % kChunks) * 8;
+      *reinterpret_cast<uint4*>(&sV(r, c, stage)) = make_uint4(0, 0, 0, 0);
+    }
+    cutlass::arch::fence_view_async_shared();
+    cutlass::arch::NamedBarrier::sync(128, 4 + (wg - 1));
+  };
+  auto rescale_o = [&](float const (&f)[2]) {
+    CUTE_UNROLL
+    for (int r = 0; r < size<0>(tOrO_rc); ++r) {
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(tOrO_rc); ++c) tOrO_rc(r, c) *= f[r];
+    }
+  };
+
+  // Ping-pong turn taking. GEMM phases per warpgroup: n_max - n_min + 1 (prologue S, one per loop
+  // iteration, final P V). Warpgroup c waits on barrier 2 + c before issuing a phase and then lets
+  // the other one go. Warpgroup 0 starts (warpgroup 1 pre-arrives its barrier once) and warpgroup 1
+  // skips its last arrive, so every barrier generation completes.
+  const int wgc = wg - 1;  // consumer warpgroup 0 / 1
+  auto turn_wait = [&]() {
+    if constexpr (Traits::kPingPong) cutlass::arch::NamedBarrier::sync(256, 2 + wgc);
+  };
+  auto turn_pass = [&](bool last) {
+    if constexpr (Traits::kPingPong) {
+      if (!(last && wgc == 1)) cutlass::arch::NamedBarrier::arrive(256, 2 + (1 - wgc));
+    }
+  };
+
+  if (n_max > n_min) {
+    if constexpr (Traits::kPingPong) {
+      if (wgc == 1) cutlass::arch::NamedBarrier::arrive(256, 2);
+    }
+    ss.barrier_q.wait(0);
+    PipelineState rd;  // consumer state starts at phase 0
+    if constexpr (Traits::kOverlap) {
+      // Prologue: S of the first (highest) block, softmax, P.
+      int n = n_max - 1;
+      Tensor tSrS = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
+      pipe_k.consumer_wait(rd);
+      turn_wait();
+      detail::wg_gemm<true, -1>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS);
+      turn_pass(false);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tSrS);
+      pipe_k.consumer_release(rd);
+      float f[2];
+      {
+        auto s = prepare_scores(tSrS, n, block_needs_mask(n));
+        softmax.online(s, scale_log2, f);
+      }
+      Tensor tOrP = make_tensor_like<Element>(tSrS);
+      detail::convert_frag(tSrS, tOrP);
+      PipelineState rd_v = rd;
+      int n_v = n;
+      ++rd;
+      for (n = n_max - 2; n >= n_min; --n) {
+        Tensor tSrS2 = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
+        pipe_k.consumer_wait(rd);
+        pipe_v.consumer_wait(rd_v);
+        clear_v_tail(n_v, rd_v.index());
+        turn_wait();
+        detail::wg_gemm<true, -1>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS2);
+        Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
+        detail::wg_gemm<false, -1>(mma_o, tOrPa, tOrV(_, _, _, rd_v.index()), tOrO);
+        turn_pass(false);
+        warpgroup_wait<1>();  // S done
+        warpgroup_fence_operand(tSrS2);
+        pipe_k.consumer_release(rd);
+        {
+          auto s = prepare_scores(tSrS2, n, block_needs_mask(n));
+          softmax.online(s, scale_log2, f);
+        }
+        warpgroup_wait<0>();  // O done
+        warpgroup_fence_operand(tOrO);
+        pipe_v.consumer_release(rd_v);
+        rescale_o(f);
+        detail::convert_frag(tSrS2, tOrP);
+        rd_v = rd;
+        n_v = n;
+        ++rd;
+      }
+      pipe_v.consumer_wait(rd_v);
+      clear_v_tail(n_v, rd_v.index());
+      turn_wait();
+      Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
+      detail::wg_gemm<false, -1>(mma_o, tOrPa, tOrV(_, _, _, rd_v.index()), tOrO);
+      turn_pass(true);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tOrO);
+      pipe_v.consumer_release(rd_v);
+    } else {
+      for (int n = n_max - 1; n >= n_min; --n) {
+        Tensor tSrS = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
+        pipe_k.consumer_wait(rd);
+        detail::wg_gemm<true, 0>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS);
+        pipe_k.consumer_release(rd);
+        float f[2];
+        {
+          auto s = prepare_scores(tSrS, n, block_needs_mask(n));
+          softmax.online(s, scale_log2, f);
+        }
+        rescale_o(f);
+        Tensor tOrP = make_tensor_like<Element>(tSrS);
+        detail::convert_frag(tSrS, tOrP);
+        Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
+        pipe_v.consumer_wait(rd);
+        clear_v_tail(n, rd.index());
+        detail::wg_gemm<false, 0>(mma_o, tOrPa, tOrV(_, _, _, rd.index()), tOrO);
+        pipe_v.consumer_release(rd);
+        ++rd;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ epilogue
+  const bool has_sink = attn.learnable_sink != nullptr;
+  const float sink_log2 = has_sink ? attn.learnable_sink[head] * kLog2e : 0.f;
+  float f[2];
+  softmax.finalize(sink_log2, has_sink, f);
+  rescale_o(f);
+
+  // lse: one thread of each quad writes its two rows.
+  {
+    Tensor cO = make_identity_tensor(select<0, 1>(typename Traits::TileShapeO{}));
+    Tensor tOcO = thr_o.partition_C(cO);
+    Tensor tOcO_rc = make_tensor(tOcO.data(), detail::acc_rowcol(tOcO.layout()));
+    if (attn.lse != nullptr && (lane % 4) == 0) {
+      CUTE_UNROLL
+      for (int r = 0; r < size<0>(tOcO_rc); ++r) {
+        const int row = row_begin + get<0>(tOcO_rc(r, 0));
+        if (row < q_len) attn.lse[attn.lse_offset(batch, row, head)] = softmax.st[r].lse();
+      }
+    }
+  }
+
+  // O: registers -> smem (aliasing sQ; each warpgroup overwrites only the Q rows it read) -> TMA.
+  Tensor sO = make_tensor(make_smem_ptr(ss.q.data()), typename Traits::SmemLayoutO{});
+  {
+    Tensor tOrOe = make_tensor_like<Element>(tOrO);
+    detail::convert_frag(tOrO, tOrOe);
+    Tensor tOsO = thr_o.partition_C(sO);
+    copy(tOrOe, tOsO);
+  }
+  cutlass::arch::fence_view_async_shared();
+  cutlass::arch::NamedBarrier::arrive_and_wait(128 * Traits::kNumConsumerWG, 1);
+  if (p.store_o_predicated) {
+    // 16-byte chunks of the rows this sequence owns.
+    constexpr int kChunks = kHeadDim / 8;
+    Element* out = static_cast<Element*>(attn.out);
+    for (int i = ctid; i < (row_end - row_begin) * kChunks; i += 128 * Traits::kNumConsumerWG) {
+      const int r = i / kChunks, c = (i % kChunks) * 8;
+      *reinterpret_cast<uint4*>(out + attn.o_offset(batch, row_begin + r, head) + c) =
+          *reinterpret_cast<uint4 const*>(&sO(r, c));
+    }
+  } else if (ctid == 0) {
+    Tensor mO = p.tma_o.get_tma_tensor(p.layout_o.shape())(_, _, head, batch);
+    Tensor gO = local_tile(mO, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_block, _0{}));
+    auto [tOg, tOs] = tma_partition(p.tma_o, _0{}, Layout<_1>{}, group_modes<0, 2>(sO),
+                                    group_modes<0, 2>(gO));
+    copy(p.tma_o, tOs, tOg);
+    tma_store_arrive();
+    tma_store_wait<0>();
+  }
+#endif
+}
+
+}  // namespace fa4::sm90

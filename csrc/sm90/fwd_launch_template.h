@@ -1,0 +1,122 @@
+// Host side of the sm90 forward kernel: TMA descriptors from AttnParams strides, launch, and the
+// per-(dtype, head_dim) variant dispatch used by the instantiation units.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "common/mask.h"
+#include "common/params.h"
+#include "common/softmax.h"
+#include "sm90/fwd_config.h"
+#include "sm90/fwd_dispatch.h"
+#include "sm90/fwd_kernel.h"
+
+namespace fa4::sm90 {
+
+// Global (rows, dim, head, batch) layout with dim contiguous. TMA wants every stride a multiple of
+// 16 bytes; a stride of an extent-1 mode is never used, so it is replaced by a harmless one. An
+// empty tensor (rows == 0: seqlen_k == 0, never read) becomes a single row.
+inline cute::Layout<cute::Shape<int32_t, int32_t, int32_t, int32_t>,
+                    cute::Stride<int64_t, cute::_1, int64_t, int64_t>>
+make_gmem_layout(int rows, int dim, int heads, int batch, int64_t row_stride, int64_t head_stride,
+                 int64_t batch_stride) {
+  if (rows <= 0) rows = heads = batch = 1;
+  int64_t span = dim;
+  if (rows > 1 && row_stride * rows > span) span = row_stride * rows;
+  if (heads > 1 && head_stride * heads > span) span = head_stride * heads;
+  if (batch > 1 && batch_stride * batch > span) span = batch_stride * batch;
+  span = (span + 7) / 8 * 8;
+  if (rows == 1) row_stride = span;
+  if (heads == 1) head_stride = span;
+  if (batch == 1) batch_stride = span;
+  return cute::make_layout(cute::make_shape(rows, dim, heads, batch),
+                           cute::make_stride(row_stride, cute::_1{}, head_stride, batch_stride));
+}
+
+template <class Traits>
+cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
+  using namespace cute;
+  using Element = typename Traits::Element;
+  constexpr int kBlockM = Traits::kBlockM;
+  constexpr int kBlockN = Traits::kBlockN;
+  constexpr int kHeadDim = Traits::kHeadDim;
+  if (a.batch == 0 || a.seqlen_q == 0 || a.heads_q == 0) return cudaSuccess;
+  if (a.q_varlen() && a.total_q == 0) return cudaSuccess;
+
+  FwdKernelParams<Traits> p;
+  // q / out: varlen q is one (total_q)-row sequence addressed with a per-batch row offset.
+  const int q_rows = a.q_varlen() ? a.total_q : a.seqlen_q;
+  const int q_batch = a.q_varlen() ? 1 : a.batch;
+  p.layout_q = make_gmem_layout(q_rows, a.head_dim, a.heads_q, q_batch, a.q_row_stride,
+                                a.q_head_stride, a.q_batch_stride);
+  p.layout_o = make_gmem_layout(q_rows, a.head_dim_v, a.heads_q, q_batch, a.o_row_stride,
+                                a.o_head_stride, a.o_batch_stride);
+  // k / v: paged KV is (page_size, d, heads_kv, num_pages) with the page stride as batch stride.
+  const int kv_rows = a.paged() ? a.page_size : a.seqlen_k;
+  const int kv_batch = a.paged() ? a.num_pages : a.batch;
+  p.layout_k = make_gmem_layout(kv_rows, a.head_dim, a.heads_kv, kv_batch, a.k_row_stride,
+                                a.k_head_stride, a.k_batch_stride);
+  p.layout_v = make_gmem_layout(kv_rows, a.head_dim_v, a.heads_kv, kv_batch, a.v_row_stride,
+                                a.v_head_stride, a.v_batch_stride);
+  Tensor mQ = make_tensor(make_gmem_ptr(static_cast<Element const*>(a.q)), p.layout_q);
+  Tensor mK = make_tensor(make_gmem_ptr(static_cast<Element const*>(a.k)), p.layout_k);
+  Tensor mV = make_tensor(make_gmem_ptr(static_cast<Element const*>(a.v)), p.layout_v);
+  Tensor mO = make_tensor(make_gmem_ptr(static_cast<Element*>(a.out)), p.layout_o);
+  p.tma_q = make_tma_copy(SM90_TMA_LOAD{}, mQ, typename Traits::SmemLayoutQ{},
+                          Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{});
+  p.tma_k = make_tma_copy(SM90_TMA_LOAD{}, mK, take<0, 2>(typename Traits::SmemLayoutK{}),
+                          Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{});
+  p.tma_v = make_tma_copy(SM90_TMA_LOAD{}, mV, take<0, 2>(typename Traits::SmemLayoutV{}),
+                          Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{});
+  p.tma_o = make_tma_copy(SM90_TMA_STORE{}, mO, typename Traits::SmemLayoutO{},
+                          Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{});
+  p.attn = a;
+  p.qhead_per_kvhead = a.heads_q / a.heads_kv;
+  p.scale_log2 = a.softmax_scale * kLog2e;
+  p.store_o_predicated = a.q_varlen() || a.seqused_q != nullptr;
+  p.zero_v_tail = a.paged() || a.seqused_k != nullptr;
+
+  auto kernel = fwd_kernel<Traits>;
+  constexpr int smem = Traits::kSmemBytes;
+  cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  dim3 grid((a.seqlen_q + kBlockM - 1) / kBlockM, a.heads_q, a.batch);
+  kernel<<<grid, Traits::kNumThreads, smem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+inline bool fwd_is_local(const AttnParams& a) {
+  const MaskSpec m = make_mask(a.seqlen_q, a.seqlen_k, a.causal, a.window_left, a.window_right);
+  return m.window_left >= 0 || m.window_right >= 0;
+}
+
+// The dispatched variants of one (dtype, head_dim) row of FA4_SM90_FWD_HDIM_TABLE.
+template <class Element, int kHeadDim, int kBlockN, int kStages, bool kOverlap, bool kPingPong>
+cudaError_t run_fwd_hdim_impl(const AttnParams& a, cudaStream_t stream) {
+  const bool local = fwd_is_local(a);
+  const bool softcap = a.softcap > 0.f;
+#define FA4_SM90_LAUNCH(LOCAL, SOFTCAP)                                                     \
+  return launch_fwd<FwdTraits<Element, kHeadDim, kBlockN, kStages, LOCAL, SOFTCAP,          \
+                              kDefaultRescale, kDefaultPolyPer8, kOverlap, kPingPong>>(a, stream)
+  if (local) {
+    if (softcap) FA4_SM90_LAUNCH(true, true);
+    FA4_SM90_LAUNCH(true, false);
+  }
+  if (softcap) FA4_SM90_LAUNCH(false, true);
+  FA4_SM90_LAUNCH(false, false);
+#undef FA4_SM90_LAUNCH
+}
+
+}  // namespace fa4::sm90
+
+// Body of one instantiation unit: run_fwd_hdim<ELEMENT, HDIM> with the row's tile config.
+#define FA4_SM90_DEFINE_RUN_FWD_HDIM(ELEMENT, HDIM)                                         \
+  namespace fa4::sm90 {                                                                     \
+  template <>                                                                               \
+  cudaError_t run_fwd_hdim<ELEMENT, HDIM>(const AttnParams& a, cudaStream_t stream) {        \
+    using C = HdimConfig<HDIM>;                                                             \
+    return run_fwd_hdim_impl<ELEMENT, HDIM, C::kBlockN, C::kStages, C::kOverlap,            \
+                             C::kPingPong>(a, stream);                                      \
+  }                                                                                         \
+  }
