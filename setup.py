@@ -153,6 +153,21 @@ class BuildWithCuda(BuildExtension):
         for ext in self.extensions:
             ext.extra_objects = objects
         super().build_extensions()
+        for ext in self.extensions:
+            self.check_shared_libstdcxx(self.get_ext_fullpath(ext.name))
+
+    @staticmethod
+    def check_shared_libstdcxx(path):
+        """A second, static libstdc++ inside _C (some toolchains link it that way) crashes the first
+        time an error message formats a number: refuse such a build instead of shipping it."""
+        try:
+            dynamic = subprocess.run(["readelf", "-d", path], capture_output=True, text=True).stdout
+        except FileNotFoundError:
+            return
+        if "libstdc++" not in dynamic:
+            sys.exit(f"flash_attn4: {path} does not link libstdc++ dynamically (the C++ compiler "
+                     f"{os.environ.get('CXX', 'c++')!r} linked it statically). Build with the system "
+                     "compiler, e.g. CXX=/usr/bin/g++.")
 
     def compile_cuda(self):
         jobs = []

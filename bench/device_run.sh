@@ -4,6 +4,8 @@
 # third_party/cutlass):  bash bench/device_run.sh [bench args...]
 set -o pipefail
 export PYTHONUNBUFFERED=1 MAX_JOBS=$(nproc) FA4_CUDA_ARCHS=${FA4_CUDA_ARCHS:-90a}
+# The image's default CXX (/opt/gcc) links libstdc++ statically; setup.py refuses that build.
+[ -x /usr/bin/g++ ] && export CXX=/usr/bin/g++
 OUT=${OUT:-/tmp/fa4_out}
 mkdir -p "$OUT/bench"
 { nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv; python3 -c "import torch; print(torch.__version__, torch.version.cuda)"; date -u; } | tee "$OUT/gpu.txt"

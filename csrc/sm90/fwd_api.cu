@@ -19,6 +19,37 @@ bool tma_ok(const void* ptr, int rows, int heads, int batch, int64_t row_stride,
   return ok(rows, row_stride) && ok(heads, head_stride) && ok(batch, batch_stride);
 }
 
+// Rows the attention kernel does not own (past seqused_q, or past cu_seqlens_q[batch] in a varlen
+// q) are, by contract, rows that see no key: out = 0, lse = -inf. Their extent lives in device
+// memory, so they are cleared on the device before the kernel writes the rows it owns.
+template <typename T>
+__global__ void clear_rows(AttnParams a) {
+  const int row = blockIdx.x, head = blockIdx.y, batch = blockIdx.z;
+  const int64_t o = AttnParams::row_offset(nullptr, batch, row, head, a.o_batch_stride,
+                                           a.o_row_stride, a.o_head_stride);
+  T* out = static_cast<T*>(a.out) + o;
+  for (int c = threadIdx.x; c < a.head_dim_v; c += blockDim.x) out[c] = T(0);
+  if (threadIdx.x == 0 && a.lse != nullptr) {
+    const int64_t l = a.q_varlen() ? (int64_t)head * a.lse_head_stride + row
+                                   : (int64_t)batch * a.lse_batch_stride +
+                                         (int64_t)head * a.lse_head_stride + row;
+    a.lse[l] = -INFINITY;
+  }
+}
+
+cudaError_t clear_unowned_rows(const AttnParams& a, cudaStream_t stream) {
+  if (!a.q_varlen() && !a.seqused_q) return cudaSuccess;
+  const int rows = a.q_varlen() ? a.total_q : a.seqlen_q;
+  const int batches = a.q_varlen() ? 1 : a.batch;
+  if (rows == 0 || batches == 0) return cudaSuccess;
+  const dim3 grid(rows, a.heads_q, batches);
+  if (a.dtype == DType::kBFloat16)
+    clear_rows<cutlass::bfloat16_t><<<grid, 64, 0, stream>>>(a);
+  else
+    clear_rows<cutlass::half_t><<<grid, 64, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 const char* fwd_unsupported_reason(const AttnParams& a) {
@@ -70,6 +101,7 @@ const char* fwd_unsupported_reason(const AttnParams& a) {
 cudaError_t run_fwd(const AttnParams& a, cudaStream_t stream) {
   const char* reason = fwd_unsupported_reason(a);
   if (reason[0] != '\0') return cudaErrorNotSupported;
+  if (const cudaError_t err = clear_unowned_rows(a, stream); err != cudaSuccess) return err;
 #define FA4_SM90_DISPATCH(D, BN, ST, OVL, PP)                               \
   if (a.head_dim == D) {                                                    \
     return a.dtype == DType::kBFloat16                                      \
