@@ -131,13 +131,14 @@ struct FwdKernelParams {
   typename Traits::TmaKV tma_v;
   typename Traits::TmaO tma_o;
   // q/out: (rows, d, heads, batch), or (total_q, d, heads, 1) when q is varlen.
-  // k/v:   (rows, d, heads_kv, batch), or (page_size, d, heads_kv, num_pages) when paged.
+  // k/v:   (rows, d, heads_kv, batch), (page_size, d, heads_kv, num_pages) when paged, or
+  //        (total_k, d, heads_kv, 1) when k is varlen (cu_seqlens_k without a page table).
   typename Traits::GLayout layout_q, layout_k, layout_v, layout_o;
   AttnParams attn;       // lengths, lse / out addressing, page table, mask settings
   int qhead_per_kvhead;
   float scale_log2;      // softmax_scale * log2(e) (no softcap)
   bool store_o_predicated;  // rows past q_len(b) belong to someone else: no TMA store of O
-  bool zero_v_tail;         // V rows past k_len(b) may hold anything (NaN): clear them in smem
+  bool zero_v_tail;         // V rows past k_len(b) may hold anything (NaN, next sequence): clear them in smem
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -346,6 +347,11 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       Tensor mQb = domain_offset(make_coord(q_varlen ? attn.cu_seqlens_q[batch] : 0, _0{}), mQ);
       Tensor mK = p.tma_k.get_tma_tensor(p.layout_k.shape())(_, _, head_kv, _);  // (rows, d, B)
       Tensor mV = p.tma_v.get_tma_tensor(p.layout_v.shape())(_, _, head_kv, _);
+      // Varlen keys (cu_seqlens_k, no page table): one (total_k)-row sequence, this batch entry's
+      // keys start at row cu_seqlens_k[batch]. Rows past k_len in the last block belong to the
+      // next sequence: K is masked there, V is cleared in smem (zero_v_tail).
+      const bool k_varlen = attn.cu_seqlens_k != nullptr && !attn.paged();
+      const int k_row0 = k_varlen ? attn.cu_seqlens_k[batch] : 0;
       Tensor gQ = local_tile(mQb, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_block, _0{}));
       auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
                                       group_modes<0, 2>(gQ));
@@ -356,16 +362,17 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         for (int n = n_max - 1; n >= n_min; --n) {
           // Batched: tile n of batch entry `batch`. Paged: tile of the page holding key n*kBlockN
           // (page_size is a multiple of kBlockN, checked on the host).
-          int page = batch, tile = n;
+          // Varlen: tile n of the (total_k)-row view shifted by k_row0.
+          int page = k_varlen ? 0 : batch, tile = n;
           if (attn.paged()) {
             const int key = n * kBlockN;
             page = attn.page_table[batch * attn.page_table_batch_stride + key / attn.page_size];
             tile = (key % attn.page_size) / kBlockN;
           }
-          Tensor gK = local_tile(mK(_, _, page), Shape<Int<kBlockN>, Int<kHeadDim>>{},
-                                 make_coord(tile, _0{}));
-          Tensor gV = local_tile(mV(_, _, page), Shape<Int<kBlockN>, Int<kHeadDim>>{},
-                                 make_coord(tile, _0{}));
+          Tensor gK = local_tile(domain_offset(make_coord(k_row0, _0{}), mK(_, _, page)),
+                                 Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(tile, _0{}));
+          Tensor gV = local_tile(domain_offset(make_coord(k_row0, _0{}), mV(_, _, page)),
+                                 Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(tile, _0{}));
           auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
                                           group_modes<0, 2>(gK));
           auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
@@ -440,7 +447,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     return m;
   };
   // Key block n straddles k_len and the V rows past it were loaded from memory that may hold
-  // anything (seqused_k / paged): P is 0 there, but 0 * NaN is NaN inside the MMA, so clear them.
+  // anything (seqused_k / paged / the next sequence of varlen keys): P is 0 there, but 0 * NaN is NaN inside the MMA, so clear them.
   // Both warpgroups write the same zeros, each before its own P V GEMM reads the stage.
   auto clear_v_tail = [&](int n, int stage) {
     if (!p.zero_v_tail || (n + 1) * kBlockN <= k_len) return;
