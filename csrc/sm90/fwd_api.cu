@@ -30,7 +30,8 @@ const char* fwd_unsupported_reason(const AttnParams& a) {
 #define FA4_SM90_BUILT(D, BN, ST, OVL, PP)                                                  \
   if (a.head_dim == D) {                                                                  \
     block_n = BN;                                                                         \
-    page_msg = "sm90 forward: paged KV with head_dim " #D " needs page_size % " #BN " == 0"; \
+    page_msg = "sm90 forward: paged KV with head_dim " #D " needs page_size % 8 == 0 "    \
+               "(or a multiple of " #BN "): 8-row TMA boxes into the swizzled K/V tile";  \
   }
   FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_BUILT)
 #undef FA4_SM90_BUILT
@@ -41,7 +42,9 @@ const char* fwd_unsupported_reason(const AttnParams& a) {
   if (a.paged()) {
     if (a.page_size <= 0 || a.num_pages <= 0 || a.page_table_cols < 0)
       return "paged KV needs page_size > 0 and num_pages > 0";
-    if (a.page_size % block_n != 0) return page_msg;
+    // page_size % kBlockN == 0: one TMA box per stage; else 8-row boxes (one per swizzle-atom
+    // row block), which needs every 8-row group inside one page.
+    if (a.page_size % block_n != 0 && a.page_size % 8 != 0) return page_msg;
   }
   if (a.heads_kv <= 0 || a.heads_q % a.heads_kv != 0) return "heads_q must be a multiple of heads_kv";
   if (a.batch > 65535 || a.heads_q > 65535) return "sm90 forward: batch and heads must be <= 65535";

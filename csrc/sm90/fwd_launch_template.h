@@ -73,6 +73,15 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
                           Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{});
   p.tma_o = make_tma_copy(SM90_TMA_STORE{}, mO, typename Traits::SmemLayoutO{},
                           Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{});
+  // Paged KV with page_size % kBlockN != 0 (page_size % 8 == 0, checked by the API): the
+  // producer loads each stage as 8-row boxes, one page lookup per box.
+  p.kv_row_groups = a.paged() && a.page_size % kBlockN != 0;
+  if (p.kv_row_groups) {
+    p.tma_k_rows = make_tma_copy(SM90_TMA_LOAD{}, mK, typename Traits::SmemLayoutKVRows{},
+                                 Shape<Int<Traits::kRowGroup>, Int<kHeadDim>>{}, _1{});
+    p.tma_v_rows = make_tma_copy(SM90_TMA_LOAD{}, mV, typename Traits::SmemLayoutKVRows{},
+                                 Shape<Int<Traits::kRowGroup>, Int<kHeadDim>>{}, _1{});
+  }
   p.attn = a;
   p.qhead_per_kvhead = a.heads_q / a.heads_kv;
   p.scale_log2 = a.softmax_scale * kLog2e;
