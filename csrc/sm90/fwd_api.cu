@@ -61,20 +61,21 @@ const char* fwd_unsupported_reason(const AttnParams& a) {
 #define FA4_SM90_BUILT(D, BN, ST, OVL, PP)                                                  \
   if (a.head_dim == D) {                                                                  \
     block_n = BN;                                                                         \
-    page_msg = "sm90 forward: paged KV with head_dim " #D " needs page_size % " #BN " == 0"; \
+    page_msg = "sm90 forward: paged KV with head_dim " #D " needs page_size % 8 == 0 "    \
+               "(or a multiple of " #BN "): 8-row TMA boxes into the swizzled K/V tile";  \
   }
   FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_BUILT)
 #undef FA4_SM90_BUILT
   if (block_n == 0) return "sm90 forward: this head_dim is not built (64, 96, 128, 192, 256 are)";
-  // Keys addressed through cu_seqlens_k (no page table): the TMA descriptor needs the total key
-  // row count, which AttnParams does not carry.
-  if (a.cu_seqlens_k && !a.paged())
-    return "sm90 forward: varlen keys (cu_seqlens_k without a page table) are not built "
-           "(the TMA descriptor needs the total key count)";
+  // Varlen keys (cu_seqlens_k without a page table): K/V are one (total_k)-row sequence.
+  const bool k_varlen = a.cu_seqlens_k != nullptr && !a.paged();
+  if (k_varlen && a.total_k < 0) return "varlen keys need total_k >= 0";
   if (a.paged()) {
     if (a.page_size <= 0 || a.num_pages <= 0 || a.page_table_cols < 0)
       return "paged KV needs page_size > 0 and num_pages > 0";
-    if (a.page_size % block_n != 0) return page_msg;
+    // page_size % kBlockN == 0: one TMA box per stage; else 8-row boxes (one per swizzle-atom
+    // row block), which needs every 8-row group inside one page.
+    if (a.page_size % block_n != 0 && a.page_size % 8 != 0) return page_msg;
   }
   if (a.heads_kv <= 0 || a.heads_q % a.heads_kv != 0) return "heads_q must be a multiple of heads_kv";
   if (a.batch > 65535 || a.heads_q > 65535) return "sm90 forward: batch and heads must be <= 65535";
@@ -82,8 +83,8 @@ const char* fwd_unsupported_reason(const AttnParams& a) {
   if (!(a.softmax_scale > 0.f)) return "sm90 forward needs softmax_scale > 0";
   const int q_rows = a.q_varlen() ? a.total_q : a.seqlen_q;
   const int q_batch = a.q_varlen() ? 1 : a.batch;
-  const int kv_rows = a.paged() ? a.page_size : a.seqlen_k;
-  const int kv_batch = a.paged() ? a.num_pages : a.batch;
+  const int kv_rows = a.paged() ? a.page_size : (k_varlen ? a.total_k : a.seqlen_k);
+  const int kv_batch = a.paged() ? a.num_pages : (k_varlen ? 1 : a.batch);
   const bool kv_empty = kv_rows == 0;  // never read: any strides do
   if (!tma_ok(a.q, q_rows, a.heads_q, q_batch, a.q_row_stride, a.q_head_stride,
               a.q_batch_stride) ||

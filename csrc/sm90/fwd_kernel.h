@@ -106,6 +106,17 @@ struct FwdTraits {
       SM90_TMA_STORE{}, make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GLayout{}),
       SmemLayoutO{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
 
+  // Paged KV whose page_size is not a multiple of kBlockN: each stage is loaded as kBlockN / 8
+  // groups of 8 rows (one swizzle-atom row block each, so every box lands on an atom boundary),
+  // each group from its own page (page_size % 8 == 0, so a group never straddles pages).
+  static constexpr int kRowGroup = 8;
+  static_assert(kBlockN % kRowGroup == 0);
+  using SmemLayoutKVRows = decltype(composition(
+      take<0, 2>(SmemLayoutK{}), make_tile(Layout<Int<kRowGroup>>{}, Layout<Int<kHeadDim>>{})));
+  using TmaKVRows = decltype(make_tma_copy(
+      SM90_TMA_LOAD{}, make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GLayout{}),
+      SmemLayoutKVRows{}, Shape<Int<kRowGroup>, Int<kHeadDim>>{}, _1{}));
+
   using Pipeline = cutlass::PipelineTmaAsync<kStages>;
   using PipelineState = typename Pipeline::PipelineState;
 
@@ -130,14 +141,19 @@ struct FwdKernelParams {
   typename Traits::TmaKV tma_k;
   typename Traits::TmaKV tma_v;
   typename Traits::TmaO tma_o;
+  // 8-row boxes over the same k/v views; only built and used when kv_row_groups.
+  typename Traits::TmaKVRows tma_k_rows;
+  typename Traits::TmaKVRows tma_v_rows;
   // q/out: (rows, d, heads, batch), or (total_q, d, heads, 1) when q is varlen.
-  // k/v:   (rows, d, heads_kv, batch), or (page_size, d, heads_kv, num_pages) when paged.
+  // k/v:   (rows, d, heads_kv, batch), (page_size, d, heads_kv, num_pages) when paged, or
+  //        (total_k, d, heads_kv, 1) when k is varlen (cu_seqlens_k without a page table).
   typename Traits::GLayout layout_q, layout_k, layout_v, layout_o;
   AttnParams attn;       // lengths, lse / out addressing, page table, mask settings
   int qhead_per_kvhead;
   float scale_log2;      // softmax_scale * log2(e) (no softcap)
   bool store_o_predicated;  // rows past q_len(b) belong to someone else: no TMA store of O
-  bool zero_v_tail;         // V rows past k_len(b) may hold anything (NaN): clear them in smem
+  bool zero_v_tail;         // V rows past k_len(b) may hold anything (NaN, next sequence): clear them in smem
+  bool kv_row_groups;       // paged with page_size % kBlockN != 0 (page_size % 8 == 0): 8-row TMA boxes
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -321,6 +337,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     prefetch_tma_descriptor(p.tma_k.get_tma_descriptor());
     prefetch_tma_descriptor(p.tma_v.get_tma_descriptor());
     prefetch_tma_descriptor(p.tma_o.get_tma_descriptor());
+    if (p.kv_row_groups) {
+      prefetch_tma_descriptor(p.tma_k_rows.get_tma_descriptor());
+      prefetch_tma_descriptor(p.tma_v_rows.get_tma_descriptor());
+    }
     ss.barrier_q.init(1);
   }
   typename Pipeline::Params pp;
@@ -346,6 +366,11 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       Tensor mQb = domain_offset(make_coord(q_varlen ? attn.cu_seqlens_q[batch] : 0, _0{}), mQ);
       Tensor mK = p.tma_k.get_tma_tensor(p.layout_k.shape())(_, _, head_kv, _);  // (rows, d, B)
       Tensor mV = p.tma_v.get_tma_tensor(p.layout_v.shape())(_, _, head_kv, _);
+      // Varlen keys (cu_seqlens_k, no page table): one (total_k)-row sequence, this batch entry's
+      // keys start at row cu_seqlens_k[batch]. Rows past k_len in the last block belong to the
+      // next sequence: K is masked there, V is cleared in smem (zero_v_tail).
+      const bool k_varlen = attn.cu_seqlens_k != nullptr && !attn.paged();
+      const int k_row0 = k_varlen ? attn.cu_seqlens_k[batch] : 0;
       Tensor gQ = local_tile(mQb, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_block, _0{}));
       auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
                                       group_modes<0, 2>(gQ));
@@ -353,28 +378,68 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         ss.barrier_q.arrive_and_expect_tx(Traits::kTmaBytesQ);
         copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);
         PipelineState wr = cutlass::make_producer_start_state<Pipeline>();
-        for (int n = n_max - 1; n >= n_min; --n) {
-          // Batched: tile n of batch entry `batch`. Paged: tile of the page holding key n*kBlockN
-          // (page_size is a multiple of kBlockN, checked on the host).
-          int page = batch, tile = n;
-          if (attn.paged()) {
-            const int key = n * kBlockN;
-            page = attn.page_table[batch * attn.page_table_batch_stride + key / attn.page_size];
-            tile = (key % attn.page_size) / kBlockN;
+        if (p.kv_row_groups) {
+          // Paged, page_size % kBlockN != 0: kBlockN / 8 boxes of 8 rows per stage, each from the
+          // page holding its first key. Groups past the page table (beyond k_len, masked / zeroed
+          // in the consumers) reload the last 8 mapped rows so the stage's byte count is complete.
+          constexpr int kG = Traits::kRowGroup;
+          Tensor mKr = p.tma_k_rows.get_tma_tensor(p.layout_k.shape())(_, _, head_kv, _);
+          Tensor mVr = p.tma_v_rows.get_tma_tensor(p.layout_v.shape())(_, _, head_kv, _);
+          const int cap = attn.page_table_cols * attn.page_size;  // multiple of 8
+          const int32_t* pt = attn.page_table + batch * attn.page_table_batch_stride;
+          for (int n = n_max - 1; n >= n_min; --n) {
+            // The page table is re-read only when a group enters a new page (the producer runs
+            // with few registers).
+            auto load = [&](auto const& tma, auto const& mX, auto& sX, uint64_t* bar) {
+              int cur = -1, page = 0;
+#pragma unroll 1
+              for (int g = 0; g < kBlockN / kG; ++g) {
+                const int key = min(n * kBlockN + g * kG, cap - kG);
+                const int idx = key / attn.page_size;
+                if (idx != cur) {
+                  cur = idx;
+                  page = pt[idx];
+                }
+                Tensor gX = local_tile(mX(_, _, page), Shape<Int<kG>, Int<kHeadDim>>{},
+                                       make_coord((key - idx * attn.page_size) / kG, _0{}));
+                Tensor sXg = local_tile(sX(_, _, wr.index()), Shape<Int<kG>, Int<kHeadDim>>{},
+                                        make_coord(g, _0{}));
+                auto [tXg, tXs] = tma_partition(tma, _0{}, Layout<_1>{}, group_modes<0, 2>(sXg),
+                                                group_modes<0, 2>(gX));
+                copy(tma.with(*bar, 0), tXg, tXs);
+              }
+            };
+            pipe_k.producer_acquire(wr);
+            load(p.tma_k_rows, mKr, sK, pipe_k.producer_get_barrier(wr));
+            pipe_v.producer_acquire(wr);
+            load(p.tma_v_rows, mVr, sV, pipe_v.producer_get_barrier(wr));
+            ++wr;
           }
-          Tensor gK = local_tile(mK(_, _, page), Shape<Int<kBlockN>, Int<kHeadDim>>{},
-                                 make_coord(tile, _0{}));
-          Tensor gV = local_tile(mV(_, _, page), Shape<Int<kBlockN>, Int<kHeadDim>>{},
-                                 make_coord(tile, _0{}));
-          auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
-                                          group_modes<0, 2>(gK));
-          auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
-                                          group_modes<0, 2>(gV));
-          pipe_k.producer_acquire(wr);
-          copy(p.tma_k.with(*pipe_k.producer_get_barrier(wr), 0), tKg, tKs(_, wr.index()));
-          pipe_v.producer_acquire(wr);
-          copy(p.tma_v.with(*pipe_v.producer_get_barrier(wr), 0), tVg, tVs(_, wr.index()));
-          ++wr;
+        } else {
+          for (int n = n_max - 1; n >= n_min; --n) {
+            // Batched: tile n of batch entry `batch`. Paged: tile of the page holding key n*kBlockN
+            // (page_size is a multiple of kBlockN here).
+            // Varlen: tile n of the (total_k)-row view shifted by k_row0.
+            int page = k_varlen ? 0 : batch, tile = n;
+            if (attn.paged()) {
+              const int key = n * kBlockN;
+              page = attn.page_table[batch * attn.page_table_batch_stride + key / attn.page_size];
+              tile = (key % attn.page_size) / kBlockN;
+            }
+            Tensor gK = local_tile(domain_offset(make_coord(k_row0, _0{}), mK(_, _, page)),
+                                   Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(tile, _0{}));
+            Tensor gV = local_tile(domain_offset(make_coord(k_row0, _0{}), mV(_, _, page)),
+                                   Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(tile, _0{}));
+            auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
+                                            group_modes<0, 2>(gK));
+            auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
+                                            group_modes<0, 2>(gV));
+            pipe_k.producer_acquire(wr);
+            copy(p.tma_k.with(*pipe_k.producer_get_barrier(wr), 0), tKg, tKs(_, wr.index()));
+            pipe_v.producer_acquire(wr);
+            copy(p.tma_v.with(*pipe_v.producer_get_barrier(wr), 0), tVg, tVs(_, wr.index()));
+            ++wr;
+          }
         }
       }
     }
@@ -440,7 +505,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     return m;
   };
   // Key block n straddles k_len and the V rows past it were loaded from memory that may hold
-  // anything (seqused_k / paged): P is 0 there, but 0 * NaN is NaN inside the MMA, so clear them.
+  // anything (seqused_k / paged / the next sequence of varlen keys): P is 0 there, but 0 * NaN is NaN inside the MMA, so clear them.
   // Both warpgroups write the same zeros, each before its own P V GEMM reads the stage.
   auto clear_v_tail = [&](int n, int stage) {
     if (!p.zero_v_tail || (n + 1) * kBlockN <= k_len) return;

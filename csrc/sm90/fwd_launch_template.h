@@ -51,9 +51,12 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
                                 a.q_head_stride, a.q_batch_stride);
   p.layout_o = make_gmem_layout(q_rows, a.head_dim_v, a.heads_q, q_batch, a.o_row_stride,
                                 a.o_head_stride, a.o_batch_stride);
-  // k / v: paged KV is (page_size, d, heads_kv, num_pages) with the page stride as batch stride.
-  const int kv_rows = a.paged() ? a.page_size : a.seqlen_k;
-  const int kv_batch = a.paged() ? a.num_pages : a.batch;
+  // k / v: paged KV is (page_size, d, heads_kv, num_pages) with the page stride as batch stride;
+  // varlen keys (cu_seqlens_k, no page table) are one (total_k)-row sequence addressed with a
+  // per-batch row offset, like varlen q.
+  const bool k_varlen = a.cu_seqlens_k != nullptr && !a.paged();
+  const int kv_rows = a.paged() ? a.page_size : (k_varlen ? a.total_k : a.seqlen_k);
+  const int kv_batch = a.paged() ? a.num_pages : (k_varlen ? 1 : a.batch);
   p.layout_k = make_gmem_layout(kv_rows, a.head_dim, a.heads_kv, kv_batch, a.k_row_stride,
                                 a.k_head_stride, a.k_batch_stride);
   p.layout_v = make_gmem_layout(kv_rows, a.head_dim_v, a.heads_kv, kv_batch, a.v_row_stride,
@@ -70,11 +73,20 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
                           Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{});
   p.tma_o = make_tma_copy(SM90_TMA_STORE{}, mO, typename Traits::SmemLayoutO{},
                           Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{});
+  // Paged KV with page_size % kBlockN != 0 (page_size % 8 == 0, checked by the API): the
+  // producer loads each stage as 8-row boxes, one page lookup per box.
+  p.kv_row_groups = a.paged() && a.page_size % kBlockN != 0;
+  if (p.kv_row_groups) {
+    p.tma_k_rows = make_tma_copy(SM90_TMA_LOAD{}, mK, typename Traits::SmemLayoutKVRows{},
+                                 Shape<Int<Traits::kRowGroup>, Int<kHeadDim>>{}, _1{});
+    p.tma_v_rows = make_tma_copy(SM90_TMA_LOAD{}, mV, typename Traits::SmemLayoutKVRows{},
+                                 Shape<Int<Traits::kRowGroup>, Int<kHeadDim>>{}, _1{});
+  }
   p.attn = a;
   p.qhead_per_kvhead = a.heads_q / a.heads_kv;
   p.scale_log2 = a.softmax_scale * kLog2e;
   p.store_o_predicated = a.q_varlen() || a.seqused_q != nullptr;
-  p.zero_v_tail = a.paged() || a.seqused_k != nullptr;
+  p.zero_v_tail = a.paged() || a.seqused_k != nullptr || k_varlen;
 
   auto kernel = fwd_kernel<Traits>;
   constexpr int smem = Traits::kSmemBytes;

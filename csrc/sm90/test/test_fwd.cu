@@ -123,14 +123,15 @@ struct Case {
   bool seqused_q = false;
   bool seqused_k = false;
   int page_size = 0;   // > 0: paged KV
+  bool varlen_k = false;  // cu_seqlens_k without a page table (every third sequence empty)
 };
 
 struct Buffers {
   void *q, *k, *v, *o;
   float *lse, *sink;
-  int32_t *cu_q, *used_q, *used_k, *pt;
+  int32_t *cu_q, *cu_k, *used_q, *used_k, *pt;
   int64_t nq, nk, no, nlse;
-  std::vector<int32_t> h_cu_q, h_used_q, h_used_k, h_pt;
+  std::vector<int32_t> h_cu_q, h_cu_k, h_used_q, h_used_k, h_pt;
 };
 
 template <class T>
@@ -156,6 +157,7 @@ static V* to_dev(const std::vector<V>& h) {
 static AttnParams host_view(const AttnParams& a, const Buffers& bf) {
   AttnParams h = a;
   h.cu_seqlens_q = a.cu_seqlens_q ? bf.h_cu_q.data() : nullptr;
+  h.cu_seqlens_k = a.cu_seqlens_k ? bf.h_cu_k.data() : nullptr;
   h.seqused_q = a.seqused_q ? bf.h_used_q.data() : nullptr;
   h.seqused_k = a.seqused_k ? bf.h_used_k.data() : nullptr;
   h.page_table = a.page_table ? bf.h_pt.data() : nullptr;
@@ -164,18 +166,26 @@ static AttnParams host_view(const AttnParams& a, const Buffers& bf) {
 
 static void setup(const Case& c, AttnParams& a, Buffers& bf) {
   memset(&a, 0, sizeof(a));
-  bf.cu_q = bf.used_q = bf.used_k = bf.pt = nullptr;
+  bf.cu_q = bf.cu_k = bf.used_q = bf.used_k = bf.pt = nullptr;
   a.dtype = c.dtype;
   a.batch = c.batch; a.heads_q = c.hq; a.heads_kv = c.hkv; a.head_dim = c.d; a.head_dim_v = c.d;
   a.seqlen_q = c.sq; a.seqlen_k = c.sk;
   a.softmax_scale = 1.f / sqrtf((float)c.d);
   a.softcap = c.softcap; a.causal = c.causal; a.window_left = c.wl; a.window_right = c.wr;
   // Per-batch lengths (deterministic, some short, one empty q when varlen).
-  std::vector<int> lq(c.batch), lk(c.batch);
+  // Varlen keys: sequence b holds seq_k[b] rows of the packed k/v (every third one empty); lk[b]
+  // (the key length the kernel sees) is seq_k[b] or, with seqused_k, at most that.
+  std::vector<int> lq(c.batch), lk(c.batch), seq_k(c.batch);
   for (int b = 0; b < c.batch; ++b) {
     lq[b] = (c.varlen_q || c.seqused_q) ? (b == 1 ? 0 : c.sq - (b * 97) % (c.sq / 2 + 1)) : c.sq;
     if (c.seqused_q && lq[b] == 0) lq[b] = 1;
-    lk[b] = c.seqused_k ? c.sk - (b * 61 + 5) % (c.sk / 2 + 1) : c.sk;
+    if (c.varlen_k) {
+      seq_k[b] = b % 3 == 2 ? 0 : c.sk - (b * 53 + 3) % (c.sk / 2 + 1);
+      lk[b] = c.seqused_k ? seq_k[b] - (b * 7 + 1) % (seq_k[b] / 2 + 1) : seq_k[b];
+    } else {
+      seq_k[b] = c.sk;
+      lk[b] = c.seqused_k ? c.sk - (b * 61 + 5) % (c.sk / 2 + 1) : c.sk;
+    }
   }
   int total_q = 0;
   if (c.varlen_q) {
@@ -197,7 +207,20 @@ static void setup(const Case& c, AttnParams& a, Buffers& bf) {
   else { a.lse_head_stride = c.sq; a.lse_batch_stride = (int64_t)c.sq * c.hq; }
   bf.nq = qrow * q_rows_total; bf.no = bf.nq;
   bf.nlse = (int64_t)c.hq * (c.varlen_q ? total_q : (int64_t)c.batch * c.sq);
-  if (c.page_size > 0) {
+  if (c.varlen_k) {
+    bf.h_cu_k.assign(1, 0);
+    for (int b = 0; b < c.batch; ++b) bf.h_cu_k.push_back(bf.h_cu_k.back() + seq_k[b]);
+    bf.cu_k = to_dev(bf.h_cu_k);
+    a.cu_seqlens_k = bf.cu_k;
+    a.total_k = bf.h_cu_k.back();
+  }
+  if (c.varlen_k) {
+    // k/v: (total_k, h, d) packed, rows padded.
+    const int64_t krow = (int64_t)c.hkv * c.d + c.pad;
+    a.k_row_stride = krow; a.k_head_stride = c.d; a.k_batch_stride = 0;
+    a.v_row_stride = krow; a.v_head_stride = c.d; a.v_batch_stride = 0;
+    bf.nk = krow * a.total_k;
+  } else if (c.page_size > 0) {
     // Pool (num_pages, page_size, hkv, d); batch b's logical page j -> a shuffled physical page.
     const int cols = (c.sk + c.page_size - 1) / c.page_size;
     const int num_pages = c.batch * cols + 3;
@@ -235,8 +258,10 @@ static void setup(const Case& c, AttnParams& a, Buffers& bf) {
   a.q = bf.q; a.k = bf.k; a.v = bf.v; a.out = bf.o; a.lse = bf.lse;
   a.learnable_sink = c.sink ? bf.sink : nullptr;
   // Key rows past k_len(b) that the kernel may load hold NaN: they must not leak into the output.
-  const int cap = c.page_size > 0 ? a.page_table_cols * c.page_size : c.sk;
+  // (Varlen keys: only rows past seqused_k inside the sequence; the rows after it are the next
+  // sequence's keys, which the kernel must mask as well.)
   for (int b = 0; b < c.batch; ++b) {
+    const int cap = c.page_size > 0 ? a.page_table_cols * c.page_size : seq_k[b];
     if (lk[b] >= cap) continue;
     if (c.dtype == DType::kBFloat16) poison_kv_rows<__nv_bfloat16><<<dim3(64, c.hkv), 128>>>(a, b, lk[b], cap);
     else poison_kv_rows<__half><<<dim3(64, c.hkv), 128>>>(a, b, lk[b], cap);
@@ -251,6 +276,7 @@ static void poison(const Case& c, Buffers& bf) {
 static void release(Buffers& bf) {
   cudaFree(bf.q); cudaFree(bf.k); cudaFree(bf.v); cudaFree(bf.o); cudaFree(bf.lse); cudaFree(bf.sink);
   if (bf.cu_q) cudaFree(bf.cu_q);
+  if (bf.cu_k) cudaFree(bf.cu_k);
   if (bf.used_q) cudaFree(bf.used_q);
   if (bf.used_k) cudaFree(bf.used_k);
   if (bf.pt) cudaFree(bf.pt);
@@ -433,11 +459,45 @@ int main(int argc, char** argv) {
           c4.page_size = ps;
           cs.push_back(c4);
         }
+        {
+          // Varlen keys (cu_seqlens_k, no page table); every third sequence has no keys.
+          Case k1 = mk("varlen-qk-causal-gqa", t, d, 5, 4, 2, 300, 400, true);
+          k1.varlen_q = true; k1.varlen_k = true;
+          cs.push_back(k1);
+          Case k2 = mk("batched-q-varlen-k-window-softcap-sink", t, d, 4, 4, 1, 230, 333, false, 60, 9, 25.f, true, 8);
+          k2.varlen_k = true;
+          cs.push_back(k2);
+          Case k3 = mk("varlen-qk-seqused-k-causal-sink", t, d, 4, 2, 2, 200, 517, true, -1, -1, 0.f, true);
+          k3.varlen_q = true; k3.varlen_k = true; k3.seqused_k = true;
+          cs.push_back(k3);
+          Case k4 = mk("batched-q-varlen-k-seqused-qk", t, d, 3, 2, 1, 129, 257);
+          k4.varlen_k = true; k4.seqused_q = true; k4.seqused_k = true;
+          cs.push_back(k4);
+          Case k5 = mk("varlen-k-causal-sq>sk", t, d, 3, 2, 2, 333, 150, true);
+          k5.varlen_k = true;
+          cs.push_back(k5);
+        }
+        if (d == 64 || d == 128 || d == 256) {
+          // Paged KV with page sizes that are not multiples of kBlockN (and one that is).
+          for (int ps : {1, 16, 48, 64, 256}) {
+            Case p1 = mk("paged-varlen-q-seqused-k-causal", t, d, 3, 4, 2, 150, 333, true, -1, -1, 0.f, false, 8);
+            p1.varlen_q = true; p1.seqused_k = true; p1.page_size = ps;
+            p1.name += " ps" + std::to_string(ps);
+            cs.push_back(p1);
+            Case p2 = mk("paged-window-softcap-sink", t, d, 2, 2, 1, 200, 300, false, 70, 30, 15.f, true);
+            p2.page_size = ps;
+            p2.name += " ps" + std::to_string(ps);
+            cs.push_back(p2);
+          }
+        }
         if (d == 128) {
-          Case c5 = mk("paged-bad-page-size", t, d, 1, 1, 1, 64, 64);
-          c5.page_size = 64;
+          Case c5 = mk("paged-ps24-seqused-k", t, d, 2, 2, 1, 64, 100);
+          c5.page_size = 24; c5.seqused_k = true;
           cs.push_back(c5);
           cs.push_back(mk("empty-k", t, d, 2, 2, 2, 77, 0));
+          Case k6 = mk("varlen-k-all-empty", t, d, 2, 2, 2, 77, 0);
+          k6.varlen_k = true;
+          cs.push_back(k6);
           cs.push_back(mk("one-by-one", t, d, 3, 2, 2, 1, 1, true));
           cs.push_back(mk("unsupported-hdim80", t, 80, 1, 1, 1, 64, 64));
         }
