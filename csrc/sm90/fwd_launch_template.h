@@ -74,7 +74,7 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
   p.tma_o = make_tma_copy(SM90_TMA_STORE{}, mO, typename Traits::SmemLayoutO{},
                           Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{});
   // Paged KV with page_size % kBlockN != 0 (page_size % 8 == 0, checked by the API): the
-  // producer loads each stage as 8-row boxes, one page lookup per box.
+  // producer loads each stage as 8-row boxes (one page-table read per page touched).
   p.kv_row_groups = a.paged() && a.page_size % kBlockN != 0;
   if (p.kv_row_groups) {
     p.tma_k_rows = make_tma_copy(SM90_TMA_LOAD{}, mK, typename Traits::SmemLayoutKVRows{},
