@@ -251,16 +251,17 @@ AttnParams make_params(const AttnArgs& a) {
   p.q = q.const_data_ptr();
   p.k = k.const_data_ptr();
   p.v = v.const_data_ptr();
-  // Batched tensors: (batch, row, head, dim); varlen: (row, head, dim), batch stride unused.
-  auto strides = [](const Tensor& t, bool varlen, int64_t& batch_s, int64_t& row_s, int64_t& head_s) {
-    batch_s = varlen ? 0 : t.stride(0);
-    row_s = t.stride(varlen ? 0 : 1);
-    head_s = t.stride(varlen ? 1 : 2);
-  };
-  strides(q, q_varlen, p.q_batch_stride, p.q_row_stride, p.q_head_stride);
-  strides(k, k_varlen, p.k_batch_stride, p.k_row_stride, p.k_head_stride);
-  strides(v, k_varlen, p.v_batch_stride, p.v_row_stride, p.v_head_stride);
+  row_strides(q, q_varlen, p.q_batch_stride, p.q_row_stride, p.q_head_stride);
+  row_strides(k, k_varlen, p.k_batch_stride, p.k_row_stride, p.k_head_stride);
+  row_strides(v, k_varlen, p.v_batch_stride, p.v_row_stride, p.v_head_stride);
   return p;
+}
+
+void row_strides(const Tensor& t, bool varlen, int64_t& batch_stride, int64_t& row_stride,
+                 int64_t& head_stride) {
+  batch_stride = varlen ? 0 : t.stride(0);
+  row_stride = t.stride(varlen ? 0 : 1);
+  head_stride = t.stride(varlen ? 1 : 2);
 }
 
 void set_out_lse(AttnParams& p, const AttnArgs& a, const Tensor& out, const Tensor& lse,
@@ -280,9 +281,7 @@ void set_out_lse(AttnParams& p, const AttnArgs& a, const Tensor& out, const Tens
 
   const bool q_varlen = a.cu_seqlens_q.has_value();
   p.out = out.mutable_data_ptr();
-  p.o_batch_stride = q_varlen ? 0 : out.stride(0);
-  p.o_row_stride = out.stride(q_varlen ? 0 : 1);
-  p.o_head_stride = out.stride(q_varlen ? 1 : 2);
+  row_strides(out, q_varlen, p.o_batch_stride, p.o_row_stride, p.o_head_stride);
   p.lse = lse.mutable_data_ptr<float>();
   p.lse_batch_stride = q_varlen ? 0 : lse.stride(0);
   p.lse_head_stride = lse.stride(q_varlen ? 0 : 1);

@@ -32,6 +32,11 @@ AttnParams make_params(const AttnArgs& args);
 std::vector<int64_t> out_shape(const AttnArgs& args);
 std::vector<int64_t> lse_shape(const AttnArgs& args);
 
+// (batch, row, head) element strides of a (batch, seqlen, heads, d) tensor, or of a varlen
+// (total, heads, d) one (batch stride 0): AttnParams' addressing convention.
+void row_strides(const Tensor& t, bool varlen, int64_t& batch_stride, int64_t& row_stride,
+                 int64_t& head_stride);
+
 // Points params at out and lse after checking them against q.
 void set_out_lse(AttnParams& params, const AttnArgs& args, const Tensor& out, const Tensor& lse,
                  const char* out_name, const char* lse_name);

@@ -91,13 +91,6 @@ void fwd_out(Tensor q, Tensor k, Tensor v, OptTensor cu_seqlens_q, OptTensor cu_
   run_fwd(params, q);
 }
 
-// Gradient tensors take the layout of their input; strides follow AttnParams' addressing rules.
-void set_grad_strides(const Tensor& t, bool varlen, int64_t& batch_s, int64_t& row_s, int64_t& head_s) {
-  batch_s = varlen ? 0 : t.stride(0);
-  row_s = t.stride(varlen ? 0 : 1);
-  head_s = t.stride(varlen ? 1 : 2);
-}
-
 std::tuple<Tensor, Tensor, Tensor, Tensor> bwd(
     Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, OptTensor cu_seqlens_q,
     OptTensor cu_seqlens_k, OptTensor seqused_q, OptTensor seqused_k,
@@ -136,13 +129,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> bwd(
                                                             : std::vector<int64_t>{0},
                                           ScalarType::Float);
   params.dout = dout.const_data_ptr();
-  set_grad_strides(dout, q_varlen, params.do_batch_stride, params.do_row_stride, params.do_head_stride);
+  row_strides(dout, q_varlen, params.do_batch_stride, params.do_row_stride, params.do_head_stride);
   params.dq = dq.mutable_data_ptr();
   params.dk = dk.mutable_data_ptr();
   params.dv = dv.mutable_data_ptr();
-  set_grad_strides(dq, q_varlen, params.dq_batch_stride, params.dq_row_stride, params.dq_head_stride);
-  set_grad_strides(dk, k_varlen, params.dk_batch_stride, params.dk_row_stride, params.dk_head_stride);
-  set_grad_strides(dv, k_varlen, params.dv_batch_stride, params.dv_row_stride, params.dv_head_stride);
+  row_strides(dq, q_varlen, params.dq_batch_stride, params.dq_row_stride, params.dq_head_stride);
+  row_strides(dk, k_varlen, params.dk_batch_stride, params.dk_row_stride, params.dk_head_stride);
+  row_strides(dv, k_varlen, params.dv_batch_stride, params.dv_row_stride, params.dv_head_stride);
   params.dsink = learnable_sink ? dsink.mutable_data_ptr<float>() : nullptr;
   params.deterministic = deterministic;
   if (q.is_cpu()) {
