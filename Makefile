@@ -16,8 +16,10 @@ setup:
 build: setup
 	$(PYTHON) setup.py build_ext --inplace
 
+# Tests marked `serial` (tens of GiB of GPU memory) run alone, after the others.
 test: build ctest
-	$(PYTHON) -m pytest tests -q -ra $(PYTEST_ARGS)
+	$(PYTHON) -m pytest tests -q -ra -m "not serial" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest tests -q -ra -m serial
 
 bench: build
 	$(PYTHON) -m flash_attn4.bench $(BENCH_ARGS)

@@ -1,6 +1,8 @@
 // The kernels behind the op layer, one entry point per backend.
 #pragma once
 
+#include <torch/csrc/stable/tensor.h>
+
 #include <string>
 
 #include "common/params.h"
@@ -15,7 +17,8 @@ namespace fa4::api {
 // build the CUDA kernels; cuda_stream_capturing then returns false.
 bool cuda_stream_capturing(int device_index);
 void run_fwd_cuda(const AttnParams& params, int device_index);
-void run_bwd_cuda(const AttnBwdParams& params, int device_index);
+// `like`: a tensor on the target device, for the backward's scratch allocation.
+void run_bwd_cuda(const AttnBwdParams& params, const torch::stable::Tensor& like);
 // JSON fragment: {"cuda": ..., "archs": [...], "kernels": [...]}.
 std::string cuda_build_info_json();
 }  // namespace fa4::api

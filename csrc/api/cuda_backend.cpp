@@ -2,6 +2,7 @@
 // Compiled by the host compiler; the kernels themselves live in csrc/sm90 (and later csrc/sm100),
 // built by nvcc for their own arch only.
 #include <torch/csrc/stable/accelerator.h>
+#include <torch/csrc/stable/ops.h>
 
 #include <string>
 
@@ -15,6 +16,9 @@
 #endif
 #if FA4_WITH_SM90_FWD
 #include "sm90/fwd_launch.h"
+#endif
+#if FA4_WITH_SM90_BWD
+#include "sm90/bwd_launch.h"
 #endif
 
 namespace fa4::api {
@@ -84,10 +88,25 @@ void run_fwd_cuda(const AttnParams& params, int device) {
 #endif
 }
 
-void run_bwd_cuda(const AttnBwdParams&, int device) {
+void run_bwd_cuda(const AttnBwdParams& params, const Tensor& like) {
+  const int device = like.get_device_index();
   torch::stable::accelerator::DeviceGuard guard(device);
-  FA4_CHECK_IMPLEMENTED(false, "the CUDA backward kernel is not built yet (sm_", compute_capability(device),
-                        "); the backward runs on CPU tensors");
+  const int cc = compute_capability(device);
+#if FA4_WITH_SM90_BWD
+  FA4_CHECK_IMPLEMENTED(cc == 90, "the CUDA backward kernel is built for sm_90a (H100/H200); this "
+                        "GPU is sm_", cc, " (run on CPU tensors instead)");
+  const char* reason = fa4::sm90::bwd_unsupported_reason(params);
+  FA4_CHECK_IMPLEMENTED(reason[0] == '\0', "sm90 backward: ", reason);
+  // Scratch (fp32 dQ accumulator, lse / D rows, semaphores) from torch's caching allocator, on
+  // the current stream, zero-filled.
+  const int64_t bytes = static_cast<int64_t>(fa4::sm90::bwd_workspace_bytes(params));
+  Tensor workspace = torch::stable::new_zeros(like, {bytes}, ScalarType::Byte);
+  check_cuda(fa4::sm90::run_bwd(params, workspace.mutable_data_ptr(), current_stream(device)),
+             "sm90 backward launch");
+#else
+  FA4_CHECK_IMPLEMENTED(false, "no CUDA backward kernel is built for sm_", cc, " in this build "
+                        "(built archs: ", kCudaArchsJson, ")");
+#endif
 }
 
 #else  // no nvcc at build time
@@ -100,7 +119,7 @@ constexpr const char* kNoCuda =
 
 bool cuda_stream_capturing(int) { return false; }
 void run_fwd_cuda(const AttnParams&, int) { FA4_CHECK(false, kNoCuda); }
-void run_bwd_cuda(const AttnBwdParams&, int) { FA4_CHECK(false, kNoCuda); }
+void run_bwd_cuda(const AttnBwdParams&, const Tensor&) { FA4_CHECK(false, kNoCuda); }
 
 #endif
 

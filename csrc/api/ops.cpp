@@ -141,7 +141,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> bwd(
   if (q.is_cpu()) {
     fa4::cpu::run_bwd(params);
   } else {
-    run_bwd_cuda(params, q.get_device_index());
+    run_bwd_cuda(params, q);
   }
   return {dq, dk, dv, dsink};
 }

@@ -41,6 +41,24 @@ struct MaskSpec {
     *col_begin = lo;
     *col_end = hi;
   }
+
+  // The transpose of key_range: query rows [*row_begin, *row_end) that see at least one key of
+  // [col_begin, col_end) (the backward's loop over query blocks of one key block). Empty when none.
+  FA4_HOST_DEVICE void query_range(int col_begin, int col_end, int* row_begin, int* row_end) const {
+    if (col_end > seqlen_k) col_end = seqlen_k;
+    int lo = 0, hi = col_begin < col_end ? seqlen_q : 0;
+    const int shift = seqlen_k - seqlen_q;  // diagonal(row) = row + shift
+    if (window_right >= 0) {  // col <= row + shift + right  <=>  row >= col - shift - right
+      const int l = col_begin - shift - window_right;
+      lo = l > 0 ? l : 0;
+    }
+    if (window_left >= 0) {  // col >= row + shift - left  <=>  row <= col - shift + left
+      const int h = col_end - 1 - shift + window_left + 1;
+      hi = h < hi ? h : hi;
+    }
+    *row_begin = lo;
+    *row_end = hi;
+  }
 };
 
 // Causal folds into the window: it is the window (left, 0).

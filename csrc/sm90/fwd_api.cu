@@ -3,21 +3,11 @@
 
 #include "sm90/fwd_dispatch.h"
 #include "sm90/fwd_launch.h"
+#include "sm90/gmem_layout.h"
 
 namespace fa4::sm90 {
 
 namespace {
-
-// TMA: 16-byte aligned base, strides multiples of 16 bytes (8 16-bit elements); an extent-1 mode's
-// stride is never used.
-bool tma_ok(const void* ptr, int rows, int heads, int batch, int64_t row_stride, int64_t head_stride,
-            int64_t batch_stride) {
-  if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return false;
-  auto ok = [](int extent, int64_t stride) {
-    return extent <= 1 || (stride > 0 && stride % 8 == 0 && stride < (int64_t(1) << 39));
-  };
-  return ok(rows, row_stride) && ok(heads, head_stride) && ok(batch, batch_stride);
-}
 
 // Rows the attention kernel does not own (past seqused_q, or past cu_seqlens_q[batch] in a varlen
 // q) are, by contract, rows that see no key: out = 0, lse = -inf. Their extent lives in device

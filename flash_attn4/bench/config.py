@@ -14,15 +14,18 @@ MODEL_DIM = 2048
 BWD_FLOPS_FACTOR = 2.5  # backward runs 5 matmuls (QKᵀ recomputed, dV, dP, dQ, dK), forward 2
 
 # Column order of the tables (the ANCHORS.md order), and their labels.
-PROVIDERS: tuple[str, ...] = ("fa4", "sdpa_cudnn", "sdpa_flash", "flex", "sdpa_efficient")
+PROVIDERS: tuple[str, ...] = ("fa4", "fa4_det", "sdpa_cudnn", "sdpa_flash", "flex", "sdpa_efficient")
 LABELS: dict[str, str] = {
     "fa4": "fa4",
+    "fa4_det": "fa4(deterministic)",
     "sdpa_cudnn": "sdpa_cudnn",
     "sdpa_flash": "sdpa_flash(FA2)",
     "flex": "flex(triton)",
     "sdpa_efficient": "sdpa_efficient",
 }
 OURS = "fa4"
+# Our own variants: shown next to OURS, never counted as a peer.
+OUR_VARIANTS: tuple[str, ...] = ("fa4_det",)
 CUDNN = "sdpa_cudnn"
 
 DEFAULT_HEAD_DIMS = (64, 128, 256)

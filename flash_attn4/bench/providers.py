@@ -32,8 +32,12 @@ class Provider:
     context: Callable[[], AbstractContextManager] = nullcontext
     # Head dims this provider runs on; None means all.
     head_dims: tuple[int, ...] | None = field(default=None)
+    # Modes this provider measures; None means both.
+    modes: tuple[str, ...] | None = field(default=None)
 
     def skip_reason(self, cell: Cell) -> str | None:
+        if self.modes is not None and cell.mode not in self.modes:
+            return f"{self.name} measures only {'/'.join(self.modes)}"
         if self.head_dims is not None and cell.head_dim not in self.head_dims:
             return f"head_dim {cell.head_dim} not in --flex-head-dims {list(self.head_dims)}"
         return None
@@ -43,8 +47,9 @@ def _to_bhsd(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return [t.transpose(1, 2) for t in tensors]
 
 
-def _build_fa4(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> Run:
-    return lambda: flash_attn4.flash_attn_func(q, k, v, causal=causal)
+def _build_fa4(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+               deterministic: bool = False) -> Run:
+    return lambda: flash_attn4.flash_attn_func(q, k, v, causal=causal, deterministic=deterministic)
 
 
 def _build_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> Run:
@@ -75,6 +80,8 @@ def make_providers(names: tuple[str, ...], flex_head_dims: tuple[int, ...]) -> l
     """The providers named, in the given order."""
     available = {
         "fa4": Provider("fa4", _build_fa4),
+        # The deterministic backward (ordered dQ accumulation); its forward is fa4's.
+        "fa4_det": Provider("fa4_det", partial(_build_fa4, deterministic=True), modes=("bwd",)),
         "sdpa_cudnn": Provider("sdpa_cudnn", _build_sdpa,
                                partial(sdpa_kernel, SDPBackend.CUDNN_ATTENTION)),
         "sdpa_flash": Provider("sdpa_flash", _build_sdpa,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .config import CUDNN, OURS, Cell
+from .config import CUDNN, OUR_VARIANTS, OURS, Cell
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 
@@ -45,7 +45,7 @@ class CellResult:
         return result.tflops if result is not None and result.status == OK else None
 
     def best_peer(self) -> str | None:
-        peers = {p: self.tflops_of(p) for p in self.results if p != OURS}
+        peers = {p: self.tflops_of(p) for p in self.results if p != OURS and p not in OUR_VARIANTS}
         peers = {p: t for p, t in peers.items() if t is not None}
         return max(peers, key=peers.__getitem__) if peers else None
 

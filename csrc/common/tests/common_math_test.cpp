@@ -48,6 +48,47 @@ static void test_mask() {
   EXPECT(hi <= lo);
 }
 
+// key_range (forward: key blocks of a query block) and query_range (backward: query blocks of a key
+// block) must describe the same (query block, key block) pairs as the element predicate: the
+// backward's deterministic mode counts on it (a key block waits for exactly the blocks below it).
+static void test_block_ranges_agree() {
+  int checked = 0;
+  for (int sq : {1, 5, 64, 67, 130}) {
+    for (int sk : {0, 1, 7, 64, 129}) {
+      for (int wl : {-1, 0, 3, 40}) {
+        for (int wr : {-1, 0, 2, 33}) {
+          for (bool causal : {false, true}) {
+            const fa4::MaskSpec m = fa4::make_mask(sq, sk, causal, wl, wr);
+            for (int bm : {16, 64}) {
+              for (int bn : {8, 128}) {
+                for (int r0 = 0; r0 < sq; r0 += bm) {
+                  const int r1 = r0 + bm < sq ? r0 + bm : sq;
+                  int c_lo, c_hi;
+                  m.key_range(r0, r1, &c_lo, &c_hi);
+                  for (int c0 = 0; c0 < sk; c0 += bn) {
+                    const int c1 = c0 + bn < sk ? c0 + bn : sk;
+                    bool any = false;
+                    for (int r = r0; r < r1 && !any; ++r)
+                      for (int c = c0; c < c1 && !any; ++c) any = m.visible(r, c);
+                    int q_lo, q_hi;
+                    m.query_range(c0, c1, &q_lo, &q_hi);
+                    const bool by_keys = c_lo < c_hi && c0 < c_hi && c_lo < c1;
+                    const bool by_queries = q_lo < q_hi && r0 < q_hi && q_lo < r1;
+                    EXPECT(any == by_keys);
+                    EXPECT(any == by_queries);
+                    ++checked;
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  std::printf("key_range / query_range agree with the mask on %d block pairs\n", checked);
+}
+
 static void test_online_softmax() {
   // Feeding scores block by block, with or without conditional rescaling, gives exact results.
   const float scores[] = {0.5f, -3.f, 2.f, 12.f, 11.5f, -40.f, 13.f, 0.f};
@@ -80,6 +121,7 @@ static void test_online_softmax() {
 int main() {
   test_exp2_poly();
   test_mask();
+  test_block_ranges_agree();
   test_online_softmax();
   if (failures) std::fprintf(stderr, "%d check(s) failed\n", failures);
   else std::printf("all common math checks passed\n");

@@ -1,0 +1,209 @@
+// bwd_unsupported_reason / bwd_workspace_bytes / run_bwd: validation, scratch layout, and the three
+// stages of the sm90 backward:
+//   1. preprocess: D = rowsum(dO o O) - dlse and lse * log2(e) per query row into scratch rows
+//   2. main kernel (instantiations/bwd_*): dK, dV, and dQ summed into the fp32 accumulator
+//   3. postprocess: dQ = accumulator * softmax_scale in q's dtype; dsink reduced per head in a
+//      fixed order (deterministic in both modes)
+#include <stdint.h>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "common/softmax.h"
+#include "sm90/bwd_dispatch.h"
+#include "sm90/bwd_launch.h"
+#include "sm90/gmem_layout.h"
+
+namespace fa4::sm90 {
+
+namespace {
+
+constexpr int kMinBlockM = 64;  // smallest kBlockM of the table: sizes the semaphore array
+
+struct WorkspaceLayout {
+  size_t dq_accum, lse_log2, dpsum, semaphore, total;
+};
+
+size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+
+WorkspaceLayout workspace_layout(const AttnBwdParams& a) {
+  const size_t rows = size_t(a.heads_q) * size_t(BwdScratch::rows_per_head_of(a));
+  const size_t m_blocks = (size_t(a.seqlen_q) + kMinBlockM - 1) / kMinBlockM;
+  WorkspaceLayout w;
+  w.dq_accum = 0;
+  w.lse_log2 = align256(w.dq_accum + rows * a.head_dim * sizeof(float));
+  w.dpsum = align256(w.lse_log2 + rows * sizeof(float));
+  w.semaphore = align256(w.dpsum + rows * sizeof(float));
+  w.total = align256(w.semaphore + size_t(a.batch) * a.heads_q * m_blocks * sizeof(int32_t));
+  return w;
+}
+
+template <typename T>
+__device__ float to_float(T x) {
+  return static_cast<float>(x);
+}
+
+// One warp per scratch row: rows of a sequence get D and lse * log2(e); the padding rows up to the
+// next multiple of kAlignRows get D = 0 and lse = +inf (P = 0 there).
+template <typename T>
+__global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row = blockIdx.x * (blockDim.x / 32) + warp;
+  const int head = blockIdx.y, batch = blockIdx.z;
+  const int q_len = a.q_len(batch);
+  const int padded = (q_len + BwdScratch::kAlignRows - 1) / BwdScratch::kAlignRows *
+                     BwdScratch::kAlignRows;
+  if (row >= padded) return;
+  float d = 0.f, lse_log2 = INFINITY;
+  if (row < q_len) {
+    const T* o = static_cast<const T*>(a.out) + a.o_offset(batch, row, head);
+    const T* dout = static_cast<const T*>(a.dout) + a.do_offset(batch, row, head);
+    for (int c = lane * 8; c < a.head_dim_v; c += 32 * 8) {
+      const uint4 ov = *reinterpret_cast<const uint4*>(o + c);
+      const uint4 dv = *reinterpret_cast<const uint4*>(dout + c);
+      const T* oe = reinterpret_cast<const T*>(&ov);
+      const T* de = reinterpret_cast<const T*>(&dv);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) d += to_float(oe[i]) * to_float(de[i]);
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) d += __shfl_xor_sync(0xffffffff, d, off);
+    const int64_t l = a.lse_offset(batch, row, head);
+    if (a.dlse) d -= a.dlse[l];
+    const float lse = a.lse[l];
+    lse_log2 = lse == -INFINITY ? INFINITY : lse * kLog2e;
+  }
+  if (lane == 0) {
+    const int64_t i = s.row_index(a, batch, head, row);
+    s.dpsum[i] = d;
+    s.lse_log2[i] = lse_log2;
+  }
+}
+
+// One warp per query row: dq = dq_accum * softmax_scale.
+template <typename T>
+__global__ void bwd_convert_dq(AttnBwdParams a, BwdScratch s) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row = blockIdx.x * (blockDim.x / 32) + warp;
+  const int head = blockIdx.y, batch = blockIdx.z;
+  if (row >= a.q_len(batch)) return;
+  const float* acc = s.dq_accum + s.row_index(a, batch, head, row) * a.head_dim;
+  T* dq = static_cast<T*>(a.dq) + a.dq_offset(batch, row, head);
+  for (int c = lane * 4; c < a.head_dim; c += 32 * 4) {
+    const float4 v = *reinterpret_cast<const float4*>(acc + c);
+    dq[c] = T(v.x * a.softmax_scale);
+    dq[c + 1] = T(v.y * a.softmax_scale);
+    dq[c + 2] = T(v.z * a.softmax_scale);
+    dq[c + 3] = T(v.w * a.softmax_scale);
+  }
+}
+
+// dsink[h] = -sum over rows of P(sink) * D, one block per head; each thread sums a fixed set of
+// rows and the block reduces in a fixed tree: the same bits on every run.
+__global__ void bwd_dsink(AttnBwdParams a, BwdScratch s) {
+  constexpr int kThreads = 256;
+  __shared__ float partial[kThreads];
+  const int head = blockIdx.x;
+  const float sink_log2 = a.learnable_sink[head] * kLog2e;
+  float sum = 0.f;
+  for (int b = 0; b < a.batch; ++b) {
+    const int q_len = a.q_len(b);
+    for (int r = threadIdx.x; r < q_len; r += kThreads) {
+      const int64_t i = s.row_index(a, b, head, r);
+      sum += exp2f(sink_log2 - s.lse_log2[i]) * s.dpsum[i];
+    }
+  }
+  partial[threadIdx.x] = sum;
+  __syncthreads();
+  for (int w = kThreads / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) partial[threadIdx.x] += partial[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) a.dsink[head] = -partial[0];
+}
+
+template <typename T>
+cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStream_t stream) {
+  constexpr int kRowsPerBlock = 8;  // one warp each
+  const int padded = (a.seqlen_q + BwdScratch::kAlignRows - 1) / BwdScratch::kAlignRows *
+                     BwdScratch::kAlignRows;
+  const dim3 grid((padded + kRowsPerBlock - 1) / kRowsPerBlock, a.heads_q, a.batch);
+  if (grid.x > 0) bwd_preprocess<T><<<grid, 32 * kRowsPerBlock, 0, stream>>>(a, s);
+  if (cudaError_t err = cudaGetLastError(); err != cudaSuccess) return err;
+  cudaError_t err = cudaErrorNotSupported;
+#define FA4_SM90_BWD_DISPATCH(D, BM, ST) \
+  if (a.head_dim == D) err = run_bwd_hdim<T, D>(a, s, stream);
+  FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_DISPATCH)
+#undef FA4_SM90_BWD_DISPATCH
+  if (err != cudaSuccess) return err;
+  if (grid.x > 0) bwd_convert_dq<T><<<grid, 32 * kRowsPerBlock, 0, stream>>>(a, s);
+  if (a.dsink != nullptr) bwd_dsink<<<a.heads_q, 256, 0, stream>>>(a, s);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+const char* bwd_unsupported_reason(const AttnBwdParams& a) {
+  if (a.dtype != DType::kFloat16 && a.dtype != DType::kBFloat16)
+    return "sm90 backward supports only float16 and bfloat16";
+  if (a.head_dim != a.head_dim_v) return "sm90 backward needs head_dim == head_dim_v";
+  bool built = false;
+#define FA4_SM90_BWD_BUILT(D, BM, ST) built |= a.head_dim == D;
+  FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_BUILT)
+#undef FA4_SM90_BWD_BUILT
+  if (!built)
+    return "sm90 backward: this head_dim is not built (64, 96, 128 are; 192 and 256 need a "
+           "different register split)";
+  if (a.paged()) return "paged KV has no backward";
+  if (a.heads_kv <= 0 || a.heads_q % a.heads_kv != 0) return "heads_q must be a multiple of heads_kv";
+  if (a.batch > 65535 || a.heads_kv > 65535) return "sm90 backward: batch and heads must be <= 65535";
+  if (a.seqlen_q < 0 || a.seqlen_k < 0) return "negative sequence length";
+  const bool k_varlen = a.cu_seqlens_k != nullptr;
+  if (k_varlen && a.total_k < 0) return "varlen keys need total_k >= 0";
+  const int q_rows = a.q_varlen() ? a.total_q : a.seqlen_q;
+  const int q_batch = a.q_varlen() ? 1 : a.batch;
+  const int kv_rows = k_varlen ? a.total_k : a.seqlen_k;
+  const int kv_batch = k_varlen ? 1 : a.batch;
+  const bool kv_empty = kv_rows == 0;
+  auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  if (!tma_ok(a.q, q_rows, a.heads_q, q_batch, a.q_row_stride, a.q_head_stride, a.q_batch_stride) ||
+      !tma_ok(a.dout, q_rows, a.heads_q, q_batch, a.do_row_stride, a.do_head_stride,
+              a.do_batch_stride) ||
+      (!kv_empty && !tma_ok(a.k, kv_rows, a.heads_kv, kv_batch, a.k_row_stride, a.k_head_stride,
+                            a.k_batch_stride)) ||
+      (!kv_empty && !tma_ok(a.v, kv_rows, a.heads_kv, kv_batch, a.v_row_stride, a.v_head_stride,
+                            a.v_batch_stride)) ||
+      // out (read 16 bytes at a time) and the gradients (written 16 bytes at a time)
+      !tma_ok(a.out, q_rows, a.heads_q, q_batch, a.o_row_stride, a.o_head_stride,
+              a.o_batch_stride) ||
+      !aligned(a.dq) || !aligned(a.dk) || !aligned(a.dv) ||
+      !tma_ok(a.dk, kv_rows, a.heads_kv, kv_batch, a.dk_row_stride, a.dk_head_stride,
+              a.dk_batch_stride) ||
+      !tma_ok(a.dv, kv_rows, a.heads_kv, kv_batch, a.dv_row_stride, a.dv_head_stride,
+              a.dv_batch_stride))
+    return "sm90 backward (TMA) needs 16-byte aligned q/k/v/out/dout/dk/dv and positive strides "
+           "that are multiples of 8 elements";
+  return "";
+}
+
+size_t bwd_workspace_bytes(const AttnBwdParams& a) { return workspace_layout(a).total; }
+
+cudaError_t run_bwd(const AttnBwdParams& a, void* workspace, cudaStream_t stream) {
+  if (bwd_unsupported_reason(a)[0] != '\0') return cudaErrorNotSupported;
+  if (a.batch == 0 || a.heads_q == 0 || a.seqlen_q == 0) return cudaSuccess;
+  const WorkspaceLayout w = workspace_layout(a);
+  char* base = static_cast<char*>(workspace);
+  BwdScratch s;
+  s.dq_accum = reinterpret_cast<float*>(base + w.dq_accum);
+  s.lse_log2 = reinterpret_cast<float*>(base + w.lse_log2);
+  s.dpsum = reinterpret_cast<float*>(base + w.dpsum);
+  s.semaphore = reinterpret_cast<int32_t*>(base + w.semaphore);
+  s.rows_per_head = BwdScratch::rows_per_head_of(a);
+  s.seqlen_q_rounded = (a.seqlen_q + BwdScratch::kAlignRows - 1) / BwdScratch::kAlignRows *
+                       BwdScratch::kAlignRows;
+  s.m_blocks = (a.seqlen_q + kMinBlockM - 1) / kMinBlockM;
+  return a.dtype == DType::kBFloat16 ? run_bwd_typed<cutlass::bfloat16_t>(a, s, stream)
+                                     : run_bwd_typed<cutlass::half_t>(a, s, stream);
+}
+
+}  // namespace fa4::sm90

@@ -1,0 +1,32 @@
+// Light declarations shared by the backward dispatcher (bwd_api.cu) and its instantiation units.
+#pragma once
+
+#include <cuda_runtime.h>
+#include <cutlass/numeric_types.h>
+
+#include "common/params.h"
+#include "sm90/bwd_config.h"
+#include "sm90/bwd_scratch.h"
+
+namespace fa4::sm90 {
+
+// Tile configuration of each head_dim row of FA4_SM90_BWD_HDIM_TABLE.
+template <int kHeadDim>
+struct BwdHdimConfig {
+  static constexpr bool kBuilt = false;
+};
+#define FA4_SM90_BWD_HDIM_CONFIG(D, BM, ST)   \
+  template <>                                 \
+  struct BwdHdimConfig<D> {                   \
+    static constexpr bool kBuilt = true;      \
+    static constexpr int kBlockM = BM;        \
+    static constexpr int kStages = ST;        \
+  };
+FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_HDIM_CONFIG)
+#undef FA4_SM90_BWD_HDIM_CONFIG
+
+// Defined in instantiations/bwd_<dtype>_hdim<d>.cu: the main kernel (dK, dV, dQ accumulation).
+template <class Element, int kHeadDim>
+cudaError_t run_bwd_hdim(const AttnBwdParams& a, const BwdScratch& scratch, cudaStream_t stream);
+
+}  // namespace fa4::sm90

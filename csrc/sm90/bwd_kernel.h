@@ -1,0 +1,511 @@
+// Hopper (sm_90a) backward attention kernel: warp-specialized, TMA + WGMMA.
+//
+// One CTA per (key block of kBlockN = 128 keys, kv head, batch entry); it owns dK and dV of its
+// keys, accumulated in registers over every query head of its GQA group and every query block that
+// sees its keys, so dK / dV need no atomics and no second pass (GQA included).
+//   WG0  producer: one thread TMA-loads K and V once, then streams Q (+ lse) and dO (+ D) blocks of
+//        kBlockM rows through two kStages-deep PipelineTmaAsync pipelines (lse and D with bulk
+//        copies into the same stage barriers).
+//   WG1, WG2  consumers, 64 keys each. Per query block, in the transposed orientation so that the
+//        key dimension is the WGMMA M dimension and P / dS stay in registers for dV and dK:
+//          S^T = K Q^T, dP^T = V dO^T             (SS-WGMMA)
+//          P^T = exp2(S^T * scale - lse),  dS^T = P^T o (dP^T - D)     (registers)
+//          dV += P^T dO,  dK += dS^T Q            (RS-WGMMA, P / dS as the register A operand)
+//          dQ_partial = dS K                      (SS-WGMMA, dS through shared memory; the two
+//                                                  warpgroups split it along M or N)
+//        and add dQ_partial into the fp32 accumulator with vector atomics. Deterministic mode
+//        orders those additions: the key blocks of one query block add in increasing key order
+//        (a semaphore per query block; a key block only waits for lower key blocks of the same
+//        (batch, head), which were scheduled before it).
+// Epilogue: dK (times softmax_scale) and dV converted, staged in shared memory (aliasing K / V)
+// and stored with 16-byte stores for the keys inside the sequence.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include <cute/tensor.hpp>
+#include <cute/arch/copy_sm90_tma.hpp>
+#include <cute/arch/mma_sm90.hpp>
+#include <cute/atom/copy_traits_sm90_tma.hpp>
+#include <cute/atom/mma_traits_sm90_gmma.hpp>
+#include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
+#include <cutlass/cutlass.h>
+#include <cutlass/numeric_types.h>
+#include <cutlass/pipeline/pipeline.hpp>
+
+#include "common/mask.h"
+#include "common/params.h"
+#include "common/softmax.h"
+#include "sm90/bwd_scratch.h"
+#include "sm90/kernel_utils.h"
+
+namespace fa4::sm90 {
+
+using namespace cute;
+
+template <class Element_, int kHeadDim_, int kBlockM_, int kStages_, bool kIsLocal_,
+          bool kHasSoftcap_>
+struct BwdTraits {
+  using Element = Element_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kBlockM = kBlockM_;  // query rows per pipeline stage
+  static constexpr int kBlockN = 128;       // keys per CTA, 64 per consumer warpgroup
+  static constexpr int kStages = kStages_;
+  static constexpr bool kIsLocal = kIsLocal_;
+  static constexpr bool kHasSoftcap = kHasSoftcap_;
+  static_assert(kBlockM == 64 || kBlockM == 128);
+  static_assert(BwdScratch::kAlignRows % kBlockM == 0);
+
+  static constexpr int kNumConsumerWG = 2;
+  static constexpr int kNumThreads = 128 * (kNumConsumerWG + 1);
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumerRegs = 240;
+
+  // dQ = dS K is split over the two warpgroups along M (query rows) when there are 128 of them,
+  // else along N (the head dimension): then each half of K^T (the MN-major view of K) must start
+  // on a swizzle atom. The widest 16-bit swizzle atom (64, 32 or 16 columns) that divides the
+  // split decides the smem layout of all four operands.
+  static constexpr bool kdQSplitM = kBlockM == 128;
+  static constexpr int kSplitCols = kdQSplitM ? kHeadDim : kHeadDim / 2;
+  static constexpr int kSwizzleCols = kSplitCols % 64 == 0 ? 64 : (kSplitCols % 32 == 0 ? 32 : 16);
+  static_assert(kSplitCols % kSwizzleCols == 0);
+  using SmemAtom = conditional_t<
+      kSwizzleCols == 64, GMMA::Layout_K_SW128_Atom<Element>,
+      conditional_t<kSwizzleCols == 32, GMMA::Layout_K_SW64_Atom<Element>,
+                    GMMA::Layout_K_SW32_Atom<Element>>>;
+
+  using TileShapeSdP = Shape<Int<kBlockN>, Int<kBlockM>, Int<kHeadDim>>;  // S^T = K Q^T, dP^T = V dO^T
+  using TileShapedKV = Shape<Int<kBlockN>, Int<kHeadDim>, Int<kBlockM>>;  // dV += P^T dO, dK += dS^T Q
+  using TileShapedQ = Shape<Int<kBlockM>, Int<kHeadDim>, Int<kBlockN>>;   // dQ = dS K
+  using AtomLayoutKeys = Layout<Shape<_2, _1, _1>>;  // one warpgroup per 64 keys
+  using AtomLayoutdQ = conditional_t<kdQSplitM, Layout<Shape<_2, _1, _1>>, Layout<Shape<_1, _2, _1>>>;
+  using TileShapedQAtom = conditional_t<kdQSplitM, TileShapedQ,
+                                        Shape<Int<kBlockM>, Int<kHeadDim / 2>, Int<kBlockN>>>;
+
+  using TiledMmaSdP = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, float, TileShapeSdP>(), AtomLayoutKeys{}));
+  using TiledMmadKV = decltype(make_tiled_mma(
+      GMMA::rs_op_selector<Element, Element, float, TileShapedKV, GMMA::Major::K, GMMA::Major::MN>(),
+      AtomLayoutKeys{}));
+  using TiledMmadQ = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, float, TileShapedQAtom, GMMA::Major::MN,
+                           GMMA::Major::MN>(),
+      AtomLayoutdQ{}));
+
+  using SmemLayoutQ =
+      decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>, Int<kStages>>{}));
+  using SmemLayoutdO = SmemLayoutQ;
+  using SmemLayoutK = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>>{}));
+  using SmemLayoutV = SmemLayoutK;
+  // Transposed views (same bytes) for the MN-major B operands: Q^T, dO^T of dK / dV, K^T of dQ.
+  using SmemLayoutQt = decltype(composition(
+      SmemLayoutQ{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockM>, Int<kStages>>{},
+                                         Step<_2, _1, _3>{})));
+  using SmemLayoutdOt = SmemLayoutQt;
+  using SmemLayoutKt = decltype(composition(
+      SmemLayoutK{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockN>>{}, Step<_2, _1>{})));
+  // dS as the MN-major A operand (queries x keys) of dQ, double-buffered so one warpgroup can write
+  // the next block's dS while the other still reads this one; written through its transpose.
+  using SmemLayoutdS = decltype(tile_to_shape(GMMA::Layout_MN_SW128_Atom<Element>{},
+                                              Shape<Int<kBlockM>, Int<kBlockN>, _2>{}));
+  using SmemLayoutdSt = decltype(composition(
+      SmemLayoutdS{},
+      make_ordered_layout(Shape<Int<kBlockN>, Int<kBlockM>, _2>{}, Step<_2, _1, _3>{})));
+
+  using GShape = Shape<int32_t, int32_t, int32_t, int32_t>;
+  using GStride = Stride<int64_t, _1, int64_t, int64_t>;
+  using GLayout = Layout<GShape, GStride>;
+  using TmaQ = decltype(make_tma_copy(
+      SM90_TMA_LOAD{}, make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GLayout{}),
+      take<0, 2>(SmemLayoutQ{}), Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
+  using TmaKV = decltype(make_tma_copy(
+      SM90_TMA_LOAD{}, make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GLayout{}),
+      SmemLayoutK{}, Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
+
+  using Pipeline = cutlass::PipelineTmaAsync<kStages>;
+  using PipelineState = typename Pipeline::PipelineState;
+
+  static constexpr uint32_t kTmaBytesKV = kBlockN * kHeadDim * sizeof(Element);
+  // A Q (or dO) block plus its lse (or D) slice.
+  static constexpr uint32_t kStageBytes = kBlockM * kHeadDim * sizeof(Element) + kBlockM * 4;
+
+  struct SharedStorage {
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK>> k;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutV>> v;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutdO>> dout;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutdS>> ds;
+    alignas(16) float lse_log2[kStages][kBlockM];
+    alignas(16) float dpsum[kStages][kBlockM];
+    alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_kv;
+    typename Pipeline::SharedStorage pipe_q;
+    typename Pipeline::SharedStorage pipe_do;
+  };
+  static constexpr int kSmemBytes = int(sizeof(SharedStorage));
+};
+
+template <class Traits>
+struct BwdKernelParams {
+  typename Traits::TmaQ tma_q;
+  typename Traits::TmaQ tma_do;
+  typename Traits::TmaKV tma_k;
+  typename Traits::TmaKV tma_v;
+  // q / dO: (rows, d, heads, batch) or (total_q, d, heads, 1) when q is varlen;
+  // k / v:  (rows, d, heads_kv, batch) or (total_k, d, heads_kv, 1) when k is varlen.
+  typename Traits::GLayout layout_q, layout_do, layout_k, layout_v;
+  AttnBwdParams attn;
+  BwdScratch scratch;
+  int qhead_per_kvhead;
+  float scale_log2;    // softmax_scale * log2(e) (no softcap)
+  bool zero_q_tail;    // Q / dO rows past q_len(b) may hold anything (varlen, seqused_q)
+  bool zero_kv_tail;   // K / V rows past k_len(b) may hold anything (varlen, seqused_k)
+};
+
+namespace detail {
+
+// Named barriers of the two consumer warpgroups (ids above CUTLASS's reserved ones).
+enum BwdBarrier : uint32_t { kBarDS = 1, kBarSemaphore = 2, kBarEpilogue = 3, kBarTail = 4 };
+
+CUTE_DEVICE int ld_acquire(const int32_t* p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+CUTE_DEVICE void red_release_add(int32_t* p, int v) {
+  asm volatile("red.release.gpu.global.add.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+// Clears rows [row_from, rows) of a (rows, d) smem tile, 16 bytes at a time (the swizzle keeps
+// 16-byte chunks whole), by `nthreads` threads starting at `tid`.
+template <int kRows, int kHeadDim, class TS>
+CUTE_DEVICE void clear_rows_from(TS& s, int row_from, int tid, int nthreads) {
+  constexpr int kChunks = kHeadDim / 8;
+  for (int i = tid; i < (kRows - row_from) * kChunks; i += nthreads) {
+    const int r = row_from + i / kChunks, c = (i % kChunks) * 8;
+    *reinterpret_cast<uint4*>(&s(r, c)) = make_uint4(0, 0, 0, 0);
+  }
+}
+
+}  // namespace detail
+
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kNumThreads, 1)
+    bwd_kernel(CUTE_GRID_CONSTANT BwdKernelParams<Traits> const p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  using Element = typename Traits::Element;
+  constexpr int kBlockM = Traits::kBlockM;
+  constexpr int kBlockN = Traits::kBlockN;
+  constexpr int kHeadDim = Traits::kHeadDim;
+  using Pipeline = typename Traits::Pipeline;
+  using PipelineState = typename Traits::PipelineState;
+  using SharedStorage = typename Traits::SharedStorage;
+  using namespace detail;
+
+  extern __shared__ __align__(1024) char smem_raw[];
+  SharedStorage& ss = *reinterpret_cast<SharedStorage*>(smem_raw);
+
+  const int wg = threadIdx.x / 128;
+  const int n_block = blockIdx.x;  // increasing key order: for causal masks the heaviest first
+  const int head_kv = blockIdx.y;
+  const int batch = blockIdx.z;
+  const AttnBwdParams& attn = p.attn;
+  const BwdScratch& scratch = p.scratch;
+
+  const int q_len = attn.q_len(batch);
+  const int k_len = attn.k_len(batch);
+  const int n0 = n_block * kBlockN;
+  if (n0 >= k_len) return;  // whole CTA, before any barrier (dK / dV rows stay zero)
+  const MaskSpec mask = make_mask(q_len, k_len, attn.causal, attn.window_left, attn.window_right);
+  // Query blocks that see at least one of this block's keys.
+  int row_lo = 0, row_hi = q_len;
+  if constexpr (Traits::kIsLocal) mask.query_range(n0, n0 + kBlockN, &row_lo, &row_hi);
+  if (row_lo >= row_hi) return;  // no query sees these keys: dK = dV = 0
+  const int m_lo = row_lo / kBlockM;
+  const int m_hi = (row_hi + kBlockM - 1) / kBlockM;
+  const int group = p.qhead_per_kvhead;
+
+  if (threadIdx.x == 0) {
+    prefetch_tma_descriptor(p.tma_q.get_tma_descriptor());
+    prefetch_tma_descriptor(p.tma_do.get_tma_descriptor());
+    prefetch_tma_descriptor(p.tma_k.get_tma_descriptor());
+    prefetch_tma_descriptor(p.tma_v.get_tma_descriptor());
+    ss.barrier_kv.init(1);
+  }
+  typename Pipeline::Params pp;
+  pp.transaction_bytes = Traits::kStageBytes;
+  pp.role = wg == 0 ? Pipeline::ThreadCategory::Producer : Pipeline::ThreadCategory::Consumer;
+  pp.is_leader = threadIdx.x == 0;
+  pp.num_consumers = 128 * Traits::kNumConsumerWG;
+  Pipeline pipe_q(ss.pipe_q, pp, Shape<_1, _1, _1>{});
+  Pipeline pipe_do(ss.pipe_do, pp, Shape<_1, _1, _1>{});
+  __syncthreads();
+
+  Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename Traits::SmemLayoutQ{});
+  Tensor sdO = make_tensor(make_smem_ptr(ss.dout.data()), typename Traits::SmemLayoutdO{});
+  Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename Traits::SmemLayoutK{});
+  Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename Traits::SmemLayoutV{});
+  Tensor sQt = make_tensor(make_smem_ptr(ss.q.data()), typename Traits::SmemLayoutQt{});
+  Tensor sdOt = make_tensor(make_smem_ptr(ss.dout.data()), typename Traits::SmemLayoutdOt{});
+  Tensor sKt = make_tensor(make_smem_ptr(ss.k.data()), typename Traits::SmemLayoutKt{});
+  Tensor sdS = make_tensor(make_smem_ptr(ss.ds.data()), typename Traits::SmemLayoutdS{});
+  Tensor sdSt = make_tensor(make_smem_ptr(ss.ds.data()), typename Traits::SmemLayoutdSt{});
+
+  const bool q_varlen = attn.q_varlen();
+  const bool k_varlen = attn.cu_seqlens_k != nullptr;
+
+  if (wg == 0) {
+    // ------------------------------------------------------------------ producer
+    cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegs>();
+    if (threadIdx.x == 0) {
+      const int k_row0 = k_varlen ? attn.cu_seqlens_k[batch] : 0;
+      Tensor mK = p.tma_k.get_tma_tensor(p.layout_k.shape())(_, _, head_kv, k_varlen ? 0 : batch);
+      Tensor mV = p.tma_v.get_tma_tensor(p.layout_v.shape())(_, _, head_kv, k_varlen ? 0 : batch);
+      Tensor gK = local_tile(domain_offset(make_coord(k_row0, _0{}), mK),
+                             Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, _0{}));
+      Tensor gV = local_tile(domain_offset(make_coord(k_row0, _0{}), mV),
+                             Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, _0{}));
+      auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
+                                      group_modes<0, 2>(gK));
+      auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
+                                      group_modes<0, 2>(gV));
+      ss.barrier_kv.arrive_and_expect_tx(2 * Traits::kTmaBytesKV);
+      copy(p.tma_k.with(reinterpret_cast<uint64_t&>(ss.barrier_kv), 0), tKg, tKs);
+      copy(p.tma_v.with(reinterpret_cast<uint64_t&>(ss.barrier_kv), 0), tVg, tVs);
+
+      const int q_row0 = q_varlen ? attn.cu_seqlens_q[batch] : 0;
+      PipelineState wr = cutlass::make_producer_start_state<Pipeline>();
+      for (int h = head_kv * group; h < (head_kv + 1) * group; ++h) {
+        Tensor mQ = p.tma_q.get_tma_tensor(p.layout_q.shape())(_, _, h, q_varlen ? 0 : batch);
+        Tensor mdO = p.tma_do.get_tma_tensor(p.layout_do.shape())(_, _, h, q_varlen ? 0 : batch);
+        for (int m = m_lo; m < m_hi; ++m) {
+          Tensor gQ = local_tile(domain_offset(make_coord(q_row0, _0{}), mQ),
+                                 Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m, _0{}));
+          Tensor gdO = local_tile(domain_offset(make_coord(q_row0, _0{}), mdO),
+                                  Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m, _0{}));
+          auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
+                                          group_modes<0, 2>(gQ));
+          auto [tdOg, tdOs] = tma_partition(p.tma_do, _0{}, Layout<_1>{}, group_modes<0, 2>(sdO),
+                                            group_modes<0, 2>(gdO));
+          const int64_t srow = scratch.row_index(attn, batch, h, m * kBlockM);
+          pipe_q.producer_acquire(wr);
+          uint64_t* bar_q = pipe_q.producer_get_barrier(wr);
+          copy(p.tma_q.with(*bar_q, 0), tQg, tQs(_, wr.index()));
+          SM90_BULK_COPY_G2S::copy(scratch.lse_log2 + srow, bar_q, ss.lse_log2[wr.index()],
+                                   kBlockM * 4);
+          pipe_do.producer_acquire(wr);
+          uint64_t* bar_do = pipe_do.producer_get_barrier(wr);
+          copy(p.tma_do.with(*bar_do, 0), tdOg, tdOs(_, wr.index()));
+          SM90_BULK_COPY_G2S::copy(scratch.dpsum + srow, bar_do, ss.dpsum[wr.index()],
+                                   kBlockM * 4);
+          ++wr;
+        }
+      }
+    }
+    return;
+  }
+
+  // -------------------------------------------------------------------- consumers
+  cutlass::arch::warpgroup_reg_alloc<Traits::kConsumerRegs>();
+  const int ctid = threadIdx.x - 128;  // 0..255
+  constexpr int kConsumerThreads = 128 * Traits::kNumConsumerWG;
+  typename Traits::TiledMmaSdP mma_sdp;
+  typename Traits::TiledMmadKV mma_dkv;
+  typename Traits::TiledMmadQ mma_dq;
+  auto thr_sdp = mma_sdp.get_thread_slice(ctid);
+  auto thr_dkv = mma_dkv.get_thread_slice(ctid);
+  auto thr_dq = mma_dq.get_thread_slice(ctid);
+
+  Tensor tSrK = thr_sdp.partition_fragment_A(sK);      // descriptors
+  Tensor tSrQ = thr_sdp.partition_fragment_B(sQ);      // (MMA, N, K, stage)
+  Tensor tdPrV = thr_sdp.partition_fragment_A(sV);
+  Tensor tdPrdO = thr_sdp.partition_fragment_B(sdO);
+  Tensor tdVrdO = thr_dkv.partition_fragment_B(sdOt);  // (MMA, N, K, stage)
+  Tensor tdKrQ = thr_dkv.partition_fragment_B(sQt);
+  Tensor tdQrdS = thr_dq.partition_fragment_A(sdS);    // (MMA, M, K, buffer)
+  Tensor tdQrK = thr_dq.partition_fragment_B(sKt);
+  Tensor tdSsdS = thr_sdp.partition_C(sdSt);           // where this thread's dS^T values go
+
+  Tensor tdVrdV = partition_fragment_C(mma_dkv, select<0, 1>(typename Traits::TileShapedKV{}));
+  Tensor tdKrdK = partition_fragment_C(mma_dkv, select<0, 1>(typename Traits::TileShapedKV{}));
+  clear(tdVrdV);
+  clear(tdKrdK);
+
+  // (key, query) coordinates of the S^T accumulator, (query, dim) of the dQ accumulator.
+  Tensor cS = make_identity_tensor(select<0, 1>(typename Traits::TileShapeSdP{}));
+  Tensor tScS = thr_sdp.partition_C(cS);
+  Tensor tScS_rc = make_tensor(tScS.data(), acc_rowcol(tScS.layout()));
+  Tensor cdQ = make_identity_tensor(select<0, 1>(typename Traits::TileShapedQ{}));
+  Tensor tdQcdQ = thr_dq.partition_C(cdQ);
+
+  ss.barrier_kv.wait(0);
+  if (p.zero_kv_tail && n0 + kBlockN > k_len) {
+    // K / V rows past k_len: P and dS are 0 there, but 0 * NaN is NaN inside the MMAs.
+    clear_rows_from<kBlockN, kHeadDim>(sK, k_len - n0, ctid, kConsumerThreads);
+    clear_rows_from<kBlockN, kHeadDim>(sV, k_len - n0, ctid, kConsumerThreads);
+    cutlass::arch::fence_view_async_shared();
+    cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarTail);
+  }
+
+  const float scale_log2 = Traits::kHasSoftcap ? kLog2e : p.scale_log2;
+  // A (query block, key block) tile needs element masking when it straddles q_len, k_len or a
+  // window edge.
+  auto tile_needs_mask = [&](int m0) {
+    bool need = m0 + kBlockM > q_len || n0 + kBlockN > k_len;
+    if constexpr (Traits::kIsLocal) {
+      const int r0 = m0, r1 = m0 + kBlockM - 1;
+      if (mask.window_right >= 0) need |= n0 + kBlockN - 1 > mask.diagonal(r0) + mask.window_right;
+      if (mask.window_left >= 0) need |= n0 < mask.diagonal(r1) - mask.window_left;
+    }
+    return need;
+  };
+
+  PipelineState rd;
+  int iter = 0;
+  for (int h = head_kv * group; h < (head_kv + 1) * group; ++h) {
+    for (int m = m_lo; m < m_hi; ++m, ++iter) {
+      const int m0 = m * kBlockM;
+      const int stage = rd.index();
+      const int ds_buf = iter % 2;
+      pipe_q.consumer_wait(rd);
+      pipe_do.consumer_wait(rd);
+      if (p.zero_q_tail && m0 + kBlockM > q_len) {
+        // Q / dO rows past q_len (another sequence, or unused rows that may hold NaN).
+        Tensor sQs = sQ(_, _, stage);
+        Tensor sdOs = sdO(_, _, stage);
+        clear_rows_from<kBlockM, kHeadDim>(sQs, q_len - m0, ctid, kConsumerThreads);
+        clear_rows_from<kBlockM, kHeadDim>(sdOs, q_len - m0, ctid, kConsumerThreads);
+        cutlass::arch::fence_view_async_shared();
+        cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarTail);
+      }
+      Tensor tSrS = partition_fragment_C(mma_sdp, select<0, 1>(typename Traits::TileShapeSdP{}));
+      Tensor tdPrdP = partition_fragment_C(mma_sdp, select<0, 1>(typename Traits::TileShapeSdP{}));
+      wg_gemm<true, -1>(mma_sdp, tSrK, tSrQ(_, _, _, stage), tSrS);
+      wg_gemm<true, -1>(mma_sdp, tdPrV, tdPrdO(_, _, _, stage), tdPrdP);
+      warpgroup_wait<1>();  // S^T done, dP^T still running
+      warpgroup_fence_operand(tSrS);
+
+      // P^T = exp2(S^T * scale - lse) (softcapped first), 0 where masked.
+      Tensor s = make_tensor(tSrS.data(), acc_rowcol(tSrS.layout()));
+      Tensor softcap_grad_rc = make_tensor_like(s);  // only used with softcap
+      const bool need_mask = tile_needs_mask(m0);
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(s); ++c) {
+        const int q = get<1>(tScS_rc(0, c));
+        const float lse = ss.lse_log2[stage][q];
+        CUTE_UNROLL
+        for (int r = 0; r < size<0>(s); ++r) {
+          float x = s(r, c);
+          if constexpr (Traits::kHasSoftcap) {
+            x = apply_softcap(x * attn.softmax_scale, attn.softcap);
+            softcap_grad_rc(r, c) = softcap_grad(x, attn.softcap);
+          }
+          float prob = ex2_approx(fmaf(x, scale_log2, -lse));
+          if (need_mask) {
+            const int key = n0 + get<0>(tScS_rc(r, c));
+            if (m0 + q >= q_len || !mask.visible(m0 + q, key)) prob = 0.f;
+          }
+          s(r, c) = prob;
+        }
+      }
+      warpgroup_wait<0>();  // dP^T done
+      warpgroup_fence_operand(tdPrdP);
+      // dS^T = P^T o (dP^T - D) (o softcap'), unscaled: softmax_scale is applied to dQ and dK at
+      // the end.
+      Tensor dp = make_tensor(tdPrdP.data(), acc_rowcol(tdPrdP.layout()));
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(dp); ++c) {
+        const float dpsum = ss.dpsum[stage][get<1>(tScS_rc(0, c))];
+        CUTE_UNROLL
+        for (int r = 0; r < size<0>(dp); ++r) {
+          float ds = s(r, c) * (dp(r, c) - dpsum);
+          if constexpr (Traits::kHasSoftcap) ds *= softcap_grad_rc(r, c);
+          dp(r, c) = ds;
+        }
+      }
+      Tensor tPrP = make_tensor_like<Element>(tSrS);
+      Tensor tdSrdS = make_tensor_like<Element>(tdPrdP);
+      convert_frag(tSrS, tPrP);
+      convert_frag(tdPrdP, tdSrdS);
+      copy(tdSrdS, tdSsdS(_, _, _, ds_buf));
+      cutlass::arch::fence_view_async_shared();  // dS visible to the dQ GEMM (async proxy)
+
+      Tensor tPrPa = make_tensor(tPrP.data(), acc_as_a_operand(tPrP.layout()));
+      Tensor tdSrdSa = make_tensor(tdSrdS.data(), acc_as_a_operand(tdSrdS.layout()));
+      wg_gemm<false, -1>(mma_dkv, tPrPa, tdVrdO(_, _, _, stage), tdVrdV);
+      wg_gemm<false, -1>(mma_dkv, tdSrdSa, tdKrQ(_, _, _, stage), tdKrdK);
+      cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarDS);  // both halves of dS written
+      Tensor tdQrdQ = partition_fragment_C(mma_dq, select<0, 1>(typename Traits::TileShapedQ{}));
+      wg_gemm<true, -1>(mma_dq, tdQrdS(_, _, _, ds_buf), tdQrK, tdQrdQ);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tPrPa);
+      warpgroup_fence_operand(tdSrdSa);
+      warpgroup_fence_operand(tdVrdV);
+      warpgroup_fence_operand(tdKrdK);
+      warpgroup_fence_operand(tdQrdQ);
+      pipe_q.consumer_release(rd);
+      pipe_do.consumer_release(rd);
+      ++rd;
+
+      // dQ_partial into the fp32 accumulator. Deterministic: in increasing key-block order.
+      int32_t* sem = nullptr;
+      if (attn.deterministic) {
+        sem = scratch.semaphore + (int64_t(batch) * attn.heads_q + h) * scratch.m_blocks + m;
+        if (ctid == 0) {
+          int col_lo = 0, col_hi = k_len;
+          if constexpr (Traits::kIsLocal)
+            mask.key_range(m0, min(m0 + kBlockM, q_len), &col_lo, &col_hi);
+          const int before = n_block - col_lo / kBlockN;  // key blocks that add first
+          while (ld_acquire(sem) != before) __nanosleep(64);
+        }
+        cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarSemaphore);
+      }
+      float* dq_acc = scratch.dq_accum + scratch.row_index(attn, batch, h, m0) * kHeadDim;
+      CUTE_UNROLL
+      for (int i = 0; i < size(tdQrdQ); i += 2) {
+        const int row = get<0>(tdQcdQ(i)), col = get<1>(tdQcdQ(i));
+        atomicAdd(reinterpret_cast<float2*>(dq_acc + row * kHeadDim + col),
+                  make_float2(tdQrdQ(i), tdQrdQ(i + 1)));
+      }
+      if (attn.deterministic) {
+        __threadfence();
+        cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarSemaphore);
+        if (ctid == 0) red_release_add(sem, 1);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ epilogue
+  // Every GEMM of both warpgroups has read K / V: stage dK (times softmax_scale) and dV there.
+  cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarEpilogue);
+  CUTE_UNROLL
+  for (int i = 0; i < size(tdKrdK); ++i) tdKrdK(i) *= attn.softmax_scale;
+  {
+    Tensor tdKrdKe = make_tensor_like<Element>(tdKrdK);
+    Tensor tdVrdVe = make_tensor_like<Element>(tdVrdV);
+    convert_frag(tdKrdK, tdKrdKe);
+    convert_frag(tdVrdV, tdVrdVe);
+    copy(tdKrdKe, thr_dkv.partition_C(sK));
+    copy(tdVrdVe, thr_dkv.partition_C(sV));
+  }
+  cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarEpilogue);
+  {
+    constexpr int kChunks = kHeadDim / 8;
+    const int rows = min(kBlockN, k_len - n0);
+    Element* dk = static_cast<Element*>(attn.dk);
+    Element* dv = static_cast<Element*>(attn.dv);
+    for (int i = ctid; i < rows * kChunks; i += kConsumerThreads) {
+      const int r = i / kChunks, c = (i % kChunks) * 8;
+      *reinterpret_cast<uint4*>(dk + attn.dk_offset(batch, n0 + r, head_kv) + c) =
+          *reinterpret_cast<uint4 const*>(&sK(r, c));
+      *reinterpret_cast<uint4*>(dv + attn.dv_offset(batch, n0 + r, head_kv) + c) =
+          *reinterpret_cast<uint4 const*>(&sV(r, c));
+    }
+  }
+#endif
+}
+
+}  // namespace fa4::sm90

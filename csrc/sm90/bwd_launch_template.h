@@ -1,0 +1,97 @@
+// Host side of the sm90 backward main kernel: TMA descriptors from AttnBwdParams strides, launch,
+// and the per-(dtype, head_dim) variant dispatch used by the instantiation units.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "common/mask.h"
+#include "common/params.h"
+#include "common/softmax.h"
+#include "sm90/bwd_config.h"
+#include "sm90/bwd_dispatch.h"
+#include "sm90/bwd_kernel.h"
+#include "sm90/gmem_layout.h"
+
+namespace fa4::sm90 {
+
+template <class Traits>
+cudaError_t launch_bwd(const AttnBwdParams& a, const BwdScratch& scratch, cudaStream_t stream) {
+  using namespace cute;
+  using Element = typename Traits::Element;
+  constexpr int kBlockM = Traits::kBlockM;
+  constexpr int kBlockN = Traits::kBlockN;
+  constexpr int kHeadDim = Traits::kHeadDim;
+  const dim3 grid((a.seqlen_k + kBlockN - 1) / kBlockN, a.heads_kv, a.batch);
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return cudaSuccess;
+
+  BwdKernelParams<Traits> p;
+  const bool k_varlen = a.cu_seqlens_k != nullptr;
+  const int q_rows = a.q_varlen() ? a.total_q : a.seqlen_q;
+  const int q_batch = a.q_varlen() ? 1 : a.batch;
+  const int kv_rows = k_varlen ? a.total_k : a.seqlen_k;
+  const int kv_batch = k_varlen ? 1 : a.batch;
+  p.layout_q = make_gmem_layout(q_rows, a.head_dim, a.heads_q, q_batch, a.q_row_stride,
+                                a.q_head_stride, a.q_batch_stride);
+  p.layout_do = make_gmem_layout(q_rows, a.head_dim_v, a.heads_q, q_batch, a.do_row_stride,
+                                 a.do_head_stride, a.do_batch_stride);
+  p.layout_k = make_gmem_layout(kv_rows, a.head_dim, a.heads_kv, kv_batch, a.k_row_stride,
+                                a.k_head_stride, a.k_batch_stride);
+  p.layout_v = make_gmem_layout(kv_rows, a.head_dim_v, a.heads_kv, kv_batch, a.v_row_stride,
+                                a.v_head_stride, a.v_batch_stride);
+  Tensor mQ = make_tensor(make_gmem_ptr(static_cast<Element const*>(a.q)), p.layout_q);
+  Tensor mdO = make_tensor(make_gmem_ptr(static_cast<Element const*>(a.dout)), p.layout_do);
+  Tensor mK = make_tensor(make_gmem_ptr(static_cast<Element const*>(a.k)), p.layout_k);
+  Tensor mV = make_tensor(make_gmem_ptr(static_cast<Element const*>(a.v)), p.layout_v);
+  p.tma_q = make_tma_copy(SM90_TMA_LOAD{}, mQ, take<0, 2>(typename Traits::SmemLayoutQ{}),
+                          Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{});
+  p.tma_do = make_tma_copy(SM90_TMA_LOAD{}, mdO, take<0, 2>(typename Traits::SmemLayoutdO{}),
+                           Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{});
+  p.tma_k = make_tma_copy(SM90_TMA_LOAD{}, mK, typename Traits::SmemLayoutK{},
+                          Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{});
+  p.tma_v = make_tma_copy(SM90_TMA_LOAD{}, mV, typename Traits::SmemLayoutV{},
+                          Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{});
+  p.attn = a;
+  p.scratch = scratch;
+  p.qhead_per_kvhead = a.heads_q / a.heads_kv;
+  p.scale_log2 = a.softmax_scale * kLog2e;
+  p.zero_q_tail = a.q_varlen() || a.seqused_q != nullptr;
+  p.zero_kv_tail = k_varlen || a.seqused_k != nullptr;
+
+  auto kernel = bwd_kernel<Traits>;
+  constexpr int smem = Traits::kSmemBytes;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  kernel<<<grid, Traits::kNumThreads, smem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+// The dispatched variants of one (dtype, head_dim) row of FA4_SM90_BWD_HDIM_TABLE.
+template <class Element, int kHeadDim, int kBlockM, int kStages>
+cudaError_t run_bwd_hdim_impl(const AttnBwdParams& a, const BwdScratch& scratch,
+                              cudaStream_t stream) {
+  const MaskSpec m = make_mask(a.seqlen_q, a.seqlen_k, a.causal, a.window_left, a.window_right);
+  const bool local = m.window_left >= 0 || m.window_right >= 0;
+  const bool softcap = a.softcap > 0.f;
+#define FA4_SM90_LAUNCH_BWD(LOCAL, SOFTCAP) \
+  return launch_bwd<BwdTraits<Element, kHeadDim, kBlockM, kStages, LOCAL, SOFTCAP>>(a, scratch, stream)
+  if (local) {
+    if (softcap) FA4_SM90_LAUNCH_BWD(true, true);
+    FA4_SM90_LAUNCH_BWD(true, false);
+  }
+  if (softcap) FA4_SM90_LAUNCH_BWD(false, true);
+  FA4_SM90_LAUNCH_BWD(false, false);
+#undef FA4_SM90_LAUNCH_BWD
+}
+
+}  // namespace fa4::sm90
+
+// Body of one instantiation unit: run_bwd_hdim<ELEMENT, HDIM> with the row's tile config.
+#define FA4_SM90_DEFINE_RUN_BWD_HDIM(ELEMENT, HDIM)                                          \
+  namespace fa4::sm90 {                                                                      \
+  template <>                                                                                \
+  cudaError_t run_bwd_hdim<ELEMENT, HDIM>(const AttnBwdParams& a, const BwdScratch& scratch, \
+                                          cudaStream_t stream) {                             \
+    using C = BwdHdimConfig<HDIM>;                                                           \
+    return run_bwd_hdim_impl<ELEMENT, HDIM, C::kBlockM, C::kStages>(a, scratch, stream);     \
+  }                                                                                          \
+  }

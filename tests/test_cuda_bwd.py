@@ -1,0 +1,165 @@
+"""The CUDA backward over the kernel grid (issue 4): dtypes x head dims x masks x GQA x seqlens,
+varlen with empty sequences, determinism, CPU agreement, a dQ accumulator past 2^31 elements.
+CUDA only; configurations the kernel does not cover raise NotImplementedError and are reported as
+skips with the reason.
+
+Gradient buffers: the op allocates dq/dk/dv itself (zero-filled, the value of every row no sequence
+owns), so they cannot be NaN-poisoned from here. An in-sequence row the kernel forgets to write
+stays 0 and fails the comparison wherever the reference gradient is nonzero, which random inputs
+make every in-sequence row of dq/dk/dv that sees (or is seen by) a key.
+"""
+
+import pytest
+import torch
+
+import flash_attn4 as fa
+from flash_attn4.reference import attention_ref
+from helpers import CUDA, assert_tolerance, make_cu_seqlens, run_or_skip_unimplemented
+
+pytestmark = pytest.mark.skipif(not CUDA, reason="no CUDA device")
+
+DTYPES = [torch.bfloat16, torch.float16]
+DIMS = [(64, 64), (96, 96), (128, 128), (192, 192), (256, 256), (192, 128)]
+MASKS = {
+    "none": {},
+    "causal": dict(causal=True),
+    "local": dict(window_size=(129, 64)),
+    "softcap": dict(softcap=15.0),
+    "sink": dict(sink=True),
+    "causal_softcap_sink": dict(causal=True, softcap=15.0, sink=True),
+}
+HEADS = {"mha": (8, 8), "gqa": (8, 2), "mqa": (8, 1)}
+SEQLENS = [(1, 1), (1, 4224), (113, 4097), (1000, 999), (2047, 129), (4224, 4224)]
+
+
+def leaf(t):
+    return t.detach().requires_grad_(True)
+
+
+def grads(fn, inputs, grad_out):
+    return torch.autograd.grad(fn(*inputs), inputs, grad_out)
+
+
+def check_grads(q, k, v, kw, grad_out, sink=None, atol=2e-3):
+    inputs = [leaf(q), leaf(k), leaf(v)] + ([leaf(sink)] if sink is not None else [])
+    names = ["dq", "dk", "dv", "dsink"]
+
+    def ours(*xs):
+        extra = {"learnable_sink": xs[3]} if len(xs) == 4 else {}
+        return fa.flash_attn_func(*xs[:3], **kw, **extra)
+
+    def ref(dtype):
+        def fn(*xs):
+            extra = {"learnable_sink": xs[3]} if len(xs) == 4 else {}
+            return attention_ref(*xs[:3], compute_dtype=dtype, **kw, **extra)[0]
+        return fn
+
+    got = run_or_skip_unimplemented(lambda: grads(ours, inputs, grad_out), "cuda")
+    want = grads(ref(torch.float32), inputs, grad_out)
+    low = grads(ref(q.dtype), inputs, grad_out)
+    for name, g, w, lo in zip(names, got, want, low):
+        assert_tolerance(name, g, w, lo, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("dims", DIMS, ids=lambda d: f"d{d[0]}v{d[1]}")
+@pytest.mark.parametrize("mask", list(MASKS))
+@pytest.mark.parametrize("heads", list(HEADS))
+@pytest.mark.parametrize("seqlens", SEQLENS, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_bwd_grid(dtype, dims, mask, heads, seqlens):
+    torch.manual_seed(0)
+    (d, dv), (hq, hkv), (sq, sk) = dims, HEADS[heads], seqlens
+    q = torch.randn(2, sq, hq, d, device="cuda", dtype=dtype)
+    k = torch.randn(2, sk, hkv, d, device="cuda", dtype=dtype)
+    v = torch.randn(2, sk, hkv, dv, device="cuda", dtype=dtype)
+    grad_out = torch.randn(2, sq, hq, dv, device="cuda", dtype=dtype)
+    kw = dict(MASKS[mask])
+    sink = torch.randn(hq, device="cuda") if kw.pop("sink", False) else None
+    check_grads(q, k, v, kw, grad_out, sink)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("mask", ["none", "causal", "local"])
+def test_bwd_varlen(dtype, mask):
+    """Packed sequences with empty ones, GQA: each sequence against its own reference."""
+    torch.manual_seed(0)
+    lens_q, lens_k = [0, 300, 1, 2100, 77, 0, 130], [5, 280, 1000, 2100, 0, 64, 129]
+    cu_q, cu_k = make_cu_seqlens(lens_q, "cuda"), make_cu_seqlens(lens_k, "cuda")
+    hq, hkv, d = 8, 2, 128
+    q = torch.randn(sum(lens_q), hq, d, device="cuda", dtype=dtype, requires_grad=True)
+    k = torch.randn(sum(lens_k), hkv, d, device="cuda", dtype=dtype, requires_grad=True)
+    v = torch.randn(sum(lens_k), hkv, d, device="cuda", dtype=dtype, requires_grad=True)
+    grad_out = torch.randn(sum(lens_q), hq, d, device="cuda", dtype=dtype)
+    kw = dict(MASKS[mask])
+    out = run_or_skip_unimplemented(lambda: fa.flash_attn_varlen_func(
+        q, k, v, cu_q, cu_k, max(lens_q), max(lens_k), **kw), "cuda")
+    dq, dk, dv = torch.autograd.grad(out, (q, k, v), grad_out)
+    for b in range(len(lens_q)):
+        rows, keys = slice(int(cu_q[b]), int(cu_q[b + 1])), slice(int(cu_k[b]), int(cu_k[b + 1]))
+        if lens_q[b] == 0 or lens_k[b] == 0:
+            assert not dk[keys].any() and not dv[keys].any() and not dq[rows].any()
+            continue
+        inputs = [leaf(q[rows][None]), leaf(k[keys][None]), leaf(v[keys][None])]
+        go = grad_out[rows][None]
+        want = grads(lambda *x: attention_ref(*x, compute_dtype=torch.float32, **kw)[0], inputs, go)
+        low = grads(lambda *x: attention_ref(*x, compute_dtype=dtype, **kw)[0], inputs, go)
+        for name, g, w, lo in zip(["dq", "dk", "dv"], (dq[rows][None], dk[keys][None], dv[keys][None]),
+                                  want, low):
+            assert_tolerance(f"{name}[{b}]", g, w, lo, atol=2e-3)
+
+
+@pytest.mark.parametrize("d", [64, 96, 128, 192, 256])
+def test_bwd_deterministic(d):
+    """deterministic=True: dq, dk, dv bitwise identical over 100 runs (causal GQA, several key
+    blocks per query block so the dQ additions really race without the ordering)."""
+    torch.manual_seed(0)
+    q = torch.randn(2, 1500, 8, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    k = torch.randn(2, 1500, 2, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    v = torch.randn(2, 1500, 2, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    grad_out = torch.randn(2, 1500, 8, d, device="cuda", dtype=torch.bfloat16)
+
+    def run():
+        out = fa.flash_attn_func(q, k, v, causal=True, deterministic=True)
+        return torch.autograd.grad(out, (q, k, v), grad_out)
+
+    first = run_or_skip_unimplemented(run, "cuda")
+    for i in range(100):
+        again = run()
+        for name, a, b in zip(["dq", "dk", "dv"], first, again):
+            assert torch.equal(a, b), f"{name} differs on run {i + 1}"
+
+
+def test_bwd_cuda_matches_cpu_kernel():
+    """The CUDA and CPU backward kernels on the same (CUDA-forward) out / lse."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 300, h, 128, device="cuda", dtype=torch.bfloat16) for h in (4, 2, 2))
+    out, lse = run_or_skip_unimplemented(lambda: torch.ops.fa4.fwd(q, k, v, causal=True), "cuda")
+    dout = torch.randn_like(out)
+    got = run_or_skip_unimplemented(
+        lambda: torch.ops.fa4.bwd(dout, q, k, v, out, lse, causal=True), "cuda")[:3]
+    cpu = torch.ops.fa4.bwd(*(t.cpu() for t in (dout, q, k, v, out, lse)), causal=True)[:3]
+    for name, g, c in zip(["dq", "dk", "dv"], got, cpu):
+        err = (g.cpu().float() - c.float()).abs().max().item()
+        scale = c.float().abs().max().item()
+        assert err <= 2e-2 * scale, f"{name}: CUDA vs CPU max difference {err:.3e} (max |grad| {scale:.3e})"
+
+
+@pytest.mark.serial
+def test_bwd_dq_accumulator_past_int32():
+    """The fp32 dQ accumulator holds heads * rows * d > 2^31 elements: the last head's rows sit past
+    element 2^31 (upstream overflowed an int32 index there)."""
+    torch.manual_seed(0)
+    hq, d, sq, sk = 128, 128, 135000, 64
+    assert hq * sq * d > 2**31
+    q = torch.randn(1, sq, hq, d, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(1, sk, 1, d, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(1, sk, 1, d, device="cuda", dtype=torch.bfloat16)
+    out, lse = run_or_skip_unimplemented(lambda: torch.ops.fa4.fwd(q, k, v), "cuda")
+    dout = torch.randn_like(out)
+    dq = run_or_skip_unimplemented(lambda: torch.ops.fa4.bwd(dout, q, k, v, out, lse), "cuda")[0]
+    rows = slice(sq - 2000, sq)  # of the last head
+    inputs = [leaf(q[:, rows, -1:]), leaf(k), leaf(v)]
+    go = dout[:, rows, -1:]
+    want = grads(lambda *x: attention_ref(*x, compute_dtype=torch.float32)[0], inputs, go)[0]
+    low = grads(lambda *x: attention_ref(*x, compute_dtype=torch.bfloat16)[0], inputs, go)[0]
+    assert_tolerance("dq[last head]", dq[:, rows, -1:], want, low, atol=2e-3)
