@@ -13,10 +13,12 @@
 //          dV += P^T dO,  dK += dS^T Q            (RS-WGMMA, P / dS as the register A operand)
 //          dQ_partial = dS K                      (SS-WGMMA, dS through shared memory; the two
 //                                                  warpgroups split it along M or N)
-//        and add dQ_partial into the fp32 accumulator with vector atomics. Deterministic mode
-//        orders those additions: the key blocks of one query block add in increasing key order
-//        (a semaphore per query block; a key block only waits for lower key blocks of the same
-//        (batch, head), which were scheduled before it).
+//        and stage dQ_partial (fp32, row-major like the accumulator) in shared memory.
+//   WG0, warp 1: adds each staged dQ_partial into the fp32 accumulator in global memory with one
+//        bulk reduce-add (cp.reduce.async.bulk .add.f32), so the math warps never wait on L2
+//        atomics. Deterministic mode orders those additions: the key blocks of one query block
+//        add in increasing key order (a semaphore per query block; a key block only waits for
+//        lower key blocks of the same (batch, head), which were scheduled before it).
 // Epilogue: dK (times softmax_scale) and dV converted, staged in shared memory (aliasing K / V)
 // and stored with 16-byte stores for the keys inside the sequence.
 #pragma once
@@ -62,8 +64,13 @@ struct BwdTraits {
 
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (kNumConsumerWG + 1);
+  // setmaxnreg only redistributes the CTA's launch allocation, 384 * 168 = 64512 registers:
+  // 2 * 128 * 240 + 128 * 24 = 64512 (asking for more makes the increase wait forever).
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
+  static_assert(128 * (kNumConsumerWG * kConsumerRegs + kProducerRegs) <=
+                    (65536 / kNumThreads) / 8 * 8 * kNumThreads,
+                "setmaxnreg split exceeds the launch register allocation (would hang)");
 
   // dQ = dS K is split over the two warpgroups along M (query rows) when there are 128 of them,
   // else along N (the head dimension): then each half of K^T (the MN-major view of K) must start
@@ -139,6 +146,7 @@ struct BwdTraits {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutdO>> dout;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutdS>> ds;
+    alignas(128) float dq[kBlockM * kHeadDim];  // dQ_partial, row-major (the accumulator's layout)
     alignas(16) float lse_log2[kStages][kBlockM];
     alignas(16) float dpsum[kStages][kBlockM];
     alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_kv;
@@ -168,7 +176,8 @@ struct BwdKernelParams {
 namespace detail {
 
 // Named barriers of the two consumer warpgroups (ids above CUTLASS's reserved ones).
-enum BwdBarrier : uint32_t { kBarDS = 1, kBarSemaphore = 2, kBarEpilogue = 3, kBarTail = 4 };
+// kBarDQFull / kBarDQEmpty are shared with the dQ warp (consumers + 32 threads).
+enum BwdBarrier : uint32_t { kBarDS = 1, kBarEpilogue = 2, kBarTail = 3, kBarDQFull = 4, kBarDQEmpty = 5 };
 
 CUTE_DEVICE int ld_acquire(const int32_t* p) {
   int v;
@@ -177,6 +186,15 @@ CUTE_DEVICE int ld_acquire(const int32_t* p) {
 }
 CUTE_DEVICE void red_release_add(int32_t* p, int v) {
   asm volatile("red.release.gpu.global.add.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+// Orders this thread's generic-proxy global accesses with its async-proxy (bulk copy) ones.
+CUTE_DEVICE void fence_proxy_async_global() {
+  asm volatile("fence.proxy.async.global;" ::: "memory");
+}
+// gmem[i] += smem[i] for `bytes` / 4 floats, performed at L2 by the bulk-copy engine.
+CUTE_DEVICE void bulk_reduce_add_f32(float* gmem, const float* smem, int bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;"
+               ::"l"(gmem), "r"(cast_smem_ptr_to_uint(smem)), "r"(bytes) : "memory");
 }
 
 // Clears rows [row_from, rows) of a (rows, d) smem tile, 16 bytes at a time (the swizzle keeps
@@ -302,6 +320,42 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           SM90_BULK_COPY_G2S::copy(scratch.dpsum + srow, bar_do, ss.dpsum[wr.index()],
                                    kBlockM * 4);
           ++wr;
+        }
+      }
+    } else if (threadIdx.x / 32 == 1) {
+      // dQ warp: one bulk reduce-add per staged dQ_partial, in the consumers' (head, block) order.
+      constexpr int kThreads = 128 * Traits::kNumConsumerWG + 32;
+      const int total = group * (m_hi - m_lo);
+      int iter = 0;
+      for (int h = head_kv * group; h < (head_kv + 1) * group; ++h) {
+        for (int m = m_lo; m < m_hi; ++m, ++iter) {
+          cutlass::arch::NamedBarrier::sync(kThreads, kBarDQFull);
+          if (threadIdx.x == 32) {
+            float* dq_acc = scratch.dq_accum +
+                            scratch.row_index(attn, batch, h, m * kBlockM) * kHeadDim;
+            int32_t* sem =
+                scratch.semaphore + (int64_t(batch) * attn.heads_q + h) * scratch.m_blocks + m;
+            if (attn.deterministic) {
+              int col_lo = 0, col_hi = k_len;
+              if constexpr (Traits::kIsLocal)
+                mask.key_range(m * kBlockM, min(m * kBlockM + kBlockM, q_len), &col_lo, &col_hi);
+              const int before = n_block - col_lo / kBlockN;  // key blocks that add first
+              while (ld_acquire(sem) != before) __nanosleep(32);
+              fence_proxy_async_global();
+            }
+            bulk_reduce_add_f32(dq_acc, ss.dq, kBlockM * kHeadDim * 4);
+            tma_store_arrive();  // commit the bulk group
+            if (attn.deterministic) {
+              asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");  // added, not just read
+              fence_proxy_async_global();
+              __threadfence();
+              red_release_add(sem, 1);
+            } else {
+              tma_store_wait<0>();  // smem read: the consumers may refill it
+            }
+          }
+          __syncwarp();
+          if (iter + 1 < total) cutlass::arch::NamedBarrier::arrive(kThreads, kBarDQEmpty);
         }
       }
     }
@@ -450,31 +504,17 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       pipe_do.consumer_release(rd);
       ++rd;
 
-      // dQ_partial into the fp32 accumulator. Deterministic: in increasing key-block order.
-      int32_t* sem = nullptr;
-      if (attn.deterministic) {
-        sem = scratch.semaphore + (int64_t(batch) * attn.heads_q + h) * scratch.m_blocks + m;
-        if (ctid == 0) {
-          int col_lo = 0, col_hi = k_len;
-          if constexpr (Traits::kIsLocal)
-            mask.key_range(m0, min(m0 + kBlockM, q_len), &col_lo, &col_hi);
-          const int before = n_block - col_lo / kBlockN;  // key blocks that add first
-          while (ld_acquire(sem) != before) __nanosleep(64);
-        }
-        cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarSemaphore);
-      }
-      float* dq_acc = scratch.dq_accum + scratch.row_index(attn, batch, h, m0) * kHeadDim;
+      // Stage dQ_partial for the dQ warp (after it has consumed the previous one).
+      constexpr int kDQThreads = kConsumerThreads + 32;
+      if (iter > 0) cutlass::arch::NamedBarrier::sync(kDQThreads, kBarDQEmpty);
       CUTE_UNROLL
       for (int i = 0; i < size(tdQrdQ); i += 2) {
         const int row = get<0>(tdQcdQ(i)), col = get<1>(tdQcdQ(i));
-        atomicAdd(reinterpret_cast<float2*>(dq_acc + row * kHeadDim + col),
-                  make_float2(tdQrdQ(i), tdQrdQ(i + 1)));
+        *reinterpret_cast<float2*>(&ss.dq[row * kHeadDim + col]) =
+            make_float2(tdQrdQ(i), tdQrdQ(i + 1));
       }
-      if (attn.deterministic) {
-        __threadfence();
-        cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarSemaphore);
-        if (ctid == 0) red_release_add(sem, 1);
-      }
+      cutlass::arch::fence_view_async_shared();  // visible to the bulk copy (async proxy)
+      cutlass::arch::NamedBarrier::arrive(kDQThreads, kBarDQFull);
     }
   }
 
