@@ -1,5 +1,5 @@
 """Representative sm90 backward cases for compute-sanitizer (memcheck / racecheck):
-    compute-sanitizer --tool memcheck python3 bench/sanitize_bwd.py
+    PYTHONPATH=. compute-sanitizer --tool memcheck python3 bench/sanitize_bwd.py
 Small shapes, every path: batched tails + causal + GQA + softcap + sink, varlen with empty
 sequences (deterministic), seqused_q/k with NaN rows past them, d 64 / 96 / 128."""
 import torch
