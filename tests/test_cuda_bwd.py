@@ -15,21 +15,9 @@ import torch
 import flash_attn4 as fa
 from flash_attn4.reference import attention_ref
 from helpers import CUDA, assert_tolerance, make_cu_seqlens, run_or_skip_unimplemented
+from test_cuda_fwd import DIMS, DTYPES, HEADS, MASKS, SEQLENS  # the forward's grid, shared
 
 pytestmark = pytest.mark.skipif(not CUDA, reason="no CUDA device")
-
-DTYPES = [torch.bfloat16, torch.float16]
-DIMS = [(64, 64), (96, 96), (128, 128), (192, 192), (256, 256), (192, 128)]
-MASKS = {
-    "none": {},
-    "causal": dict(causal=True),
-    "local": dict(window_size=(129, 64)),
-    "softcap": dict(softcap=15.0),
-    "sink": dict(sink=True),
-    "causal_softcap_sink": dict(causal=True, softcap=15.0, sink=True),
-}
-HEADS = {"mha": (8, 8), "gqa": (8, 2), "mqa": (8, 1)}
-SEQLENS = [(1, 1), (1, 4224), (113, 4097), (1000, 999), (2047, 129), (4224, 4224)]
 
 
 def leaf(t):
