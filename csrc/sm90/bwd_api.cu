@@ -145,18 +145,18 @@ cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStrea
 
 const char* bwd_unsupported_reason(const AttnBwdParams& a) {
   if (a.dtype != DType::kFloat16 && a.dtype != DType::kBFloat16)
-    return "sm90 backward supports only float16 and bfloat16";
-  if (a.head_dim != a.head_dim_v) return "sm90 backward needs head_dim == head_dim_v";
+    return "supports only float16 and bfloat16";
+  if (a.head_dim != a.head_dim_v) return "needs head_dim == head_dim_v";
   bool built = false;
 #define FA4_SM90_BWD_BUILT(D, BM, ST) built |= a.head_dim == D;
   FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_BUILT)
 #undef FA4_SM90_BWD_BUILT
   if (!built)
-    return "sm90 backward: this head_dim is not built (64, 96, 128 are; 192 and 256 need a "
+    return "this head_dim is not built (64, 96, 128 are; 192 and 256 need a "
            "different register split)";
   if (a.paged()) return "paged KV has no backward";
   if (a.heads_kv <= 0 || a.heads_q % a.heads_kv != 0) return "heads_q must be a multiple of heads_kv";
-  if (a.batch > 65535 || a.heads_kv > 65535) return "sm90 backward: batch and heads must be <= 65535";
+  if (a.batch > 65535 || a.heads_kv > 65535) return "batch and heads must be <= 65535";
   if (a.seqlen_q < 0 || a.seqlen_k < 0) return "negative sequence length";
   const bool k_varlen = a.cu_seqlens_k != nullptr;
   if (k_varlen && a.total_k < 0) return "varlen keys need total_k >= 0";
@@ -181,7 +181,7 @@ const char* bwd_unsupported_reason(const AttnBwdParams& a) {
               a.dk_batch_stride) ||
       !tma_ok(a.dv, kv_rows, a.heads_kv, kv_batch, a.dv_row_stride, a.dv_head_stride,
               a.dv_batch_stride))
-    return "sm90 backward (TMA) needs 16-byte aligned q/k/v/out/dout/dk/dv and positive strides "
+    return "TMA needs 16-byte aligned q/k/v/out/dout/dk/dv and positive strides "
            "that are multiples of 8 elements";
   return "";
 }

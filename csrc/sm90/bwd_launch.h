@@ -7,7 +7,8 @@
 #include "common/params.h"
 
 namespace fa4::sm90 {
-// "" when the sm90 backward handles these parameters, else why not.
+// "" when the sm90 backward handles these parameters, else why not (the caller prefixes
+// "sm90 backward: ").
 const char* bwd_unsupported_reason(const AttnBwdParams& params);
 // Bytes of device scratch run_bwd needs (fp32 dQ accumulator, lse / D rows, semaphores).
 size_t bwd_workspace_bytes(const AttnBwdParams& params);

@@ -44,19 +44,19 @@ cudaError_t clear_unowned_rows(const AttnParams& a, cudaStream_t stream) {
 
 const char* fwd_unsupported_reason(const AttnParams& a) {
   if (a.dtype != DType::kFloat16 && a.dtype != DType::kBFloat16)
-    return "sm90 forward supports only float16 and bfloat16";
-  if (a.head_dim != a.head_dim_v) return "sm90 forward needs head_dim == head_dim_v";
+    return "supports only float16 and bfloat16";
+  if (a.head_dim != a.head_dim_v) return "needs head_dim == head_dim_v";
   int block_n = 0;
   const char* page_msg = "";
 #define FA4_SM90_BUILT(D, BN, ST, OVL, PP)                                                  \
   if (a.head_dim == D) {                                                                  \
     block_n = BN;                                                                         \
-    page_msg = "sm90 forward: paged KV with head_dim " #D " needs page_size % 8 == 0 "    \
+    page_msg = "paged KV with head_dim " #D " needs page_size % 8 == 0 "    \
                "(or a multiple of " #BN "): 8-row TMA boxes into the swizzled K/V tile";  \
   }
   FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_BUILT)
 #undef FA4_SM90_BUILT
-  if (block_n == 0) return "sm90 forward: this head_dim is not built (64, 96, 128, 192, 256 are)";
+  if (block_n == 0) return "this head_dim is not built (64, 96, 128, 192, 256 are)";
   // Varlen keys (cu_seqlens_k without a page table): K/V are one (total_k)-row sequence.
   const bool k_varlen = a.cu_seqlens_k != nullptr && !a.paged();
   if (k_varlen && a.total_k < 0) return "varlen keys need total_k >= 0";
@@ -68,9 +68,9 @@ const char* fwd_unsupported_reason(const AttnParams& a) {
     if (a.page_size % block_n != 0 && a.page_size % 8 != 0) return page_msg;
   }
   if (a.heads_kv <= 0 || a.heads_q % a.heads_kv != 0) return "heads_q must be a multiple of heads_kv";
-  if (a.batch > 65535 || a.heads_q > 65535) return "sm90 forward: batch and heads must be <= 65535";
+  if (a.batch > 65535 || a.heads_q > 65535) return "batch and heads must be <= 65535";
   if (a.seqlen_q < 0 || a.seqlen_k < 0) return "negative sequence length";
-  if (!(a.softmax_scale > 0.f)) return "sm90 forward needs softmax_scale > 0";
+  if (!(a.softmax_scale > 0.f)) return "needs softmax_scale > 0";
   const int q_rows = a.q_varlen() ? a.total_q : a.seqlen_q;
   const int q_batch = a.q_varlen() ? 1 : a.batch;
   const int kv_rows = a.paged() ? a.page_size : (k_varlen ? a.total_k : a.seqlen_k);
@@ -84,7 +84,7 @@ const char* fwd_unsupported_reason(const AttnParams& a) {
                             a.v_head_stride, a.v_batch_stride)) ||
       !tma_ok(a.out, q_rows, a.heads_q, q_batch, a.o_row_stride, a.o_head_stride,
               a.o_batch_stride))
-    return "sm90 forward (TMA) needs 16-byte aligned q/k/v/out and positive strides that are "
+    return "TMA needs 16-byte aligned q/k/v/out and positive strides that are "
            "multiples of 8 elements";
   return "";
 }
