@@ -1,7 +1,8 @@
 """Representative sm90 backward cases for compute-sanitizer (memcheck / racecheck):
     PYTHONPATH=. compute-sanitizer --tool memcheck python3 bench/sanitize_bwd.py
 Small shapes, every path: batched tails + causal + GQA + softcap + sink, varlen with empty
-sequences (deterministic), seqused_q/k with NaN rows past them, d 64 / 96 / 128."""
+sequences (deterministic), seqused_q/k with NaN rows past them, d 64 / 96 / 128 / 192 / 256
+(192 and 256 are the head-dimension-split kernel)."""
 import torch
 
 import flash_attn4 as fa
@@ -20,7 +21,7 @@ def t(*shape, d=128, grad=True):
 
 
 torch.manual_seed(0)
-for d in (64, 96, 128):
+for d in (64, 96, 128, 192, 256):
     q, k, v = t(2, 300, 4, d=d), t(2, 333, 2, d=d), t(2, 333, 2, d=d)
     sink = torch.randn(4, device="cuda", requires_grad=True)
     LEAVES = [q, k, v, sink]
@@ -29,10 +30,11 @@ for d in (64, 96, 128):
 
 lens_q, lens_k = [0, 130, 1, 200], [7, 129, 0, 260]
 cu = lambda lens: torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), device="cuda", dtype=torch.int32)
-q, k, v = t(sum(lens_q), 4), t(sum(lens_k), 1), t(sum(lens_k), 1)
-LEAVES = [q, k, v]
-run("varlen mqa window deterministic", lambda: fa.flash_attn_varlen_func(
-    q, k, v, cu(lens_q), cu(lens_k), max(lens_q), max(lens_k), window_size=(40, 3), deterministic=True))
+for d in (128, 256):
+    q, k, v = t(sum(lens_q), 4, d=d), t(sum(lens_k), 1, d=d), t(sum(lens_k), 1, d=d)
+    LEAVES = [q, k, v]
+    run(f"d{d} varlen mqa window deterministic", lambda: fa.flash_attn_varlen_func(
+        q, k, v, cu(lens_q), cu(lens_k), max(lens_q), max(lens_k), window_size=(40, 3), deterministic=True))
 
 q, k, v = t(2, 200, 2, grad=False), t(2, 250, 2, grad=False), t(2, 250, 2, grad=False)
 with torch.no_grad():

@@ -15,12 +15,13 @@ template <int kHeadDim>
 struct BwdHdimConfig {
   static constexpr bool kBuilt = false;
 };
-#define FA4_SM90_BWD_HDIM_CONFIG(D, BM, ST)   \
-  template <>                                 \
-  struct BwdHdimConfig<D> {                   \
-    static constexpr bool kBuilt = true;      \
-    static constexpr int kBlockM = BM;        \
-    static constexpr int kStages = ST;        \
+#define FA4_SM90_BWD_HDIM_CONFIG(D, BN, BM, ST) \
+  template <>                                   \
+  struct BwdHdimConfig<D> {                     \
+    static constexpr bool kBuilt = true;        \
+    static constexpr int kBlockN = BN;          \
+    static constexpr int kBlockM = BM;          \
+    static constexpr int kStages = ST;          \
   };
 FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_HDIM_CONFIG)
 #undef FA4_SM90_BWD_HDIM_CONFIG

@@ -49,17 +49,22 @@ namespace fa4::sm90 {
 
 using namespace cute;
 
-template <class Element_, int kHeadDim_, int kBlockM_, int kStages_, bool kIsLocal_,
+template <class Element_, int kHeadDim_, int kBlockN_, int kBlockM_, int kStages_, bool kIsLocal_,
           bool kHasSoftcap_>
 struct BwdTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kBlockN = kBlockN_;  // keys per CTA
   static constexpr int kBlockM = kBlockM_;  // query rows per pipeline stage
-  static constexpr int kBlockN = 128;       // keys per CTA, 64 per consumer warpgroup
   static constexpr int kStages = kStages_;
   static constexpr bool kIsLocal = kIsLocal_;
   static constexpr bool kHasSoftcap = kHasSoftcap_;
-  static_assert(kBlockM == 64 || kBlockM == 128);
+  // kBlockN = 128: each consumer warpgroup owns 64 keys (P, dS in registers for dV, dK).
+  // kBlockN = 64: the warpgroups split the queries of S / dP and the head dimension of dK, dV and
+  // dQ (P, dS through shared memory); see bwd_config.h.
+  static constexpr bool kSplitD = kBlockN == 64;
+  static_assert(kBlockN == 128 || kBlockN == 64);
+  static_assert(kBlockM == 64 || (kBlockM == 128 && !kSplitD));
   static_assert(BwdScratch::kAlignRows % kBlockM == 0);
 
   static constexpr int kNumConsumerWG = 2;
@@ -73,9 +78,9 @@ struct BwdTraits {
                 "setmaxnreg split exceeds the launch register allocation (would hang)");
 
   // dQ = dS K is split over the two warpgroups along M (query rows) when there are 128 of them,
-  // else along N (the head dimension): then each half of K^T (the MN-major view of K) must start
-  // on a swizzle atom. The widest 16-bit swizzle atom (64, 32 or 16 columns) that divides the
-  // split decides the smem layout of all four operands.
+  // else along N (the head dimension), like dK / dV when kSplitD: then each half of K^T, Q^T and
+  // dO^T (MN-major views) must start on a swizzle atom. The widest 16-bit swizzle atom (64, 32 or
+  // 16 columns) that divides the split decides the smem layout of all four operands.
   static constexpr bool kdQSplitM = kBlockM == 128;
   static constexpr int kSplitCols = kdQSplitM ? kHeadDim : kHeadDim / 2;
   static constexpr int kSwizzleCols = kSplitCols % 64 == 0 ? 64 : (kSplitCols % 32 == 0 ? 32 : 16);
@@ -88,16 +93,28 @@ struct BwdTraits {
   using TileShapeSdP = Shape<Int<kBlockN>, Int<kBlockM>, Int<kHeadDim>>;  // S^T = K Q^T, dP^T = V dO^T
   using TileShapedKV = Shape<Int<kBlockN>, Int<kHeadDim>, Int<kBlockM>>;  // dV += P^T dO, dK += dS^T Q
   using TileShapedQ = Shape<Int<kBlockM>, Int<kHeadDim>, Int<kBlockN>>;   // dQ = dS K
-  using AtomLayoutKeys = Layout<Shape<_2, _1, _1>>;  // one warpgroup per 64 keys
-  using AtomLayoutdQ = conditional_t<kdQSplitM, Layout<Shape<_2, _1, _1>>, Layout<Shape<_1, _2, _1>>>;
+  using AtomSplitM = Layout<Shape<_2, _1, _1>>;
+  using AtomSplitN = Layout<Shape<_1, _2, _1>>;
+  using AtomLayoutSdP = conditional_t<kSplitD, AtomSplitN, AtomSplitM>;
+  using AtomLayoutdKV = conditional_t<kSplitD, AtomSplitN, AtomSplitM>;
+  using AtomLayoutdQ = conditional_t<kdQSplitM, AtomSplitM, AtomSplitN>;
+  using TileShapeSdPAtom =
+      conditional_t<kSplitD, Shape<Int<kBlockN>, Int<kBlockM / 2>, Int<kHeadDim>>, TileShapeSdP>;
+  using TileShapedKVAtom =
+      conditional_t<kSplitD, Shape<Int<kBlockN>, Int<kHeadDim / 2>, Int<kBlockM>>, TileShapedKV>;
   using TileShapedQAtom = conditional_t<kdQSplitM, TileShapedQ,
                                         Shape<Int<kBlockM>, Int<kHeadDim / 2>, Int<kBlockN>>>;
 
   using TiledMmaSdP = decltype(make_tiled_mma(
-      GMMA::ss_op_selector<Element, Element, float, TileShapeSdP>(), AtomLayoutKeys{}));
-  using TiledMmadKV = decltype(make_tiled_mma(
-      GMMA::rs_op_selector<Element, Element, float, TileShapedKV, GMMA::Major::K, GMMA::Major::MN>(),
-      AtomLayoutKeys{}));
+      GMMA::ss_op_selector<Element, Element, float, TileShapeSdPAtom>(), AtomLayoutSdP{}));
+  // P^T / dS^T as the A operand: from registers (kBlockN = 128) or shared memory (K-major).
+  using MmadKVOp = conditional_t<
+      kSplitD,
+      decltype(GMMA::ss_op_selector<Element, Element, float, TileShapedKVAtom, GMMA::Major::K,
+                                    GMMA::Major::MN>()),
+      decltype(GMMA::rs_op_selector<Element, Element, float, TileShapedKVAtom, GMMA::Major::K,
+                                    GMMA::Major::MN>())>;
+  using TiledMmadKV = decltype(make_tiled_mma(MmadKVOp{}, AtomLayoutdKV{}));
   using TiledMmadQ = decltype(make_tiled_mma(
       GMMA::ss_op_selector<Element, Element, float, TileShapedQAtom, GMMA::Major::MN,
                            GMMA::Major::MN>(),
@@ -116,7 +133,9 @@ struct BwdTraits {
   using SmemLayoutKt = decltype(composition(
       SmemLayoutK{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockN>>{}, Step<_2, _1>{})));
   // dS as the MN-major A operand (queries x keys) of dQ, double-buffered so one warpgroup can write
-  // the next block's dS while the other still reads this one; written through its transpose.
+  // the next block's dS while the other still reads this one; written through its transpose,
+  // which is also the K-major A operand (keys x queries) of dK when kSplitD. P (kSplitD only, for
+  // dV) has the same layout.
   using SmemLayoutdS = decltype(tile_to_shape(GMMA::Layout_MN_SW128_Atom<Element>{},
                                               Shape<Int<kBlockM>, Int<kBlockN>, _2>{}));
   using SmemLayoutdSt = decltype(composition(
@@ -146,6 +165,7 @@ struct BwdTraits {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutdO>> dout;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutdS>> ds;
+    alignas(1024) cute::array_aligned<Element, kSplitD ? cosize_v<SmemLayoutdS> : 8> p;
     alignas(128) float dq[kBlockM * kHeadDim];  // dQ_partial, row-major (the accumulator's layout)
     alignas(16) float lse_log2[kStages][kBlockM];
     alignas(16) float dpsum[kStages][kBlockM];
@@ -154,6 +174,7 @@ struct BwdTraits {
     typename Pipeline::SharedStorage pipe_do;
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
+  static_assert(kSmemBytes <= 227 * 1024, "shared memory of this tile config exceeds sm90's 227 KiB");
 };
 
 template <class Traits>
@@ -382,6 +403,17 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   Tensor tdQrdS = thr_dq.partition_fragment_A(sdS);    // (MMA, M, K, buffer)
   Tensor tdQrK = thr_dq.partition_fragment_B(sKt);
   Tensor tdSsdS = thr_sdp.partition_C(sdSt);           // where this thread's dS^T values go
+  Tensor sPt = make_tensor(make_smem_ptr(ss.p.data()), typename Traits::SmemLayoutdSt{});
+  Tensor tPsP = thr_sdp.partition_C(sPt);                // kSplitD: where its P^T values go
+  // kSplitD: P^T and dS^T as the K-major smem A operands of dV and dK (descriptors).
+  auto tdVrP = [&] {
+    if constexpr (Traits::kSplitD) return thr_dkv.partition_fragment_A(sPt);
+    else return 0;
+  }();
+  auto tdKrdS = [&] {
+    if constexpr (Traits::kSplitD) return thr_dkv.partition_fragment_A(sdSt);
+    else return 0;
+  }();
 
   Tensor tdVrdV = partition_fragment_C(mma_dkv, select<0, 1>(typename Traits::TileShapedKV{}));
   Tensor tdKrdK = partition_fragment_C(mma_dkv, select<0, 1>(typename Traits::TileShapedKV{}));
@@ -485,18 +517,27 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       convert_frag(tSrS, tPrP);
       convert_frag(tdPrdP, tdSrdS);
       copy(tdSrdS, tdSsdS(_, _, _, ds_buf));
-      cutlass::arch::fence_view_async_shared();  // dS visible to the dQ GEMM (async proxy)
-
-      Tensor tPrPa = make_tensor(tPrP.data(), acc_as_a_operand(tPrP.layout()));
-      Tensor tdSrdSa = make_tensor(tdSrdS.data(), acc_as_a_operand(tdSrdS.layout()));
-      wg_gemm<false, -1>(mma_dkv, tPrPa, tdVrdO(_, _, _, stage), tdVrdV);
-      wg_gemm<false, -1>(mma_dkv, tdSrdSa, tdKrQ(_, _, _, stage), tdKrdK);
-      cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarDS);  // both halves of dS written
+      if constexpr (Traits::kSplitD) {
+        // dV and dK of this warpgroup's columns need P^T / dS^T of every query: exchange both
+        // through shared memory.
+        copy(tPrP, tPsP(_, _, _, ds_buf));
+        cutlass::arch::fence_view_async_shared();  // visible to the GEMMs (async proxy)
+        cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarDS);  // both halves written
+        wg_gemm<false, -1>(mma_dkv, tdVrP(_, _, _, ds_buf), tdVrdO(_, _, _, stage), tdVrdV);
+        wg_gemm<false, -1>(mma_dkv, tdKrdS(_, _, _, ds_buf), tdKrQ(_, _, _, stage), tdKrdK);
+      } else {
+        cutlass::arch::fence_view_async_shared();  // dS visible to the dQ GEMM (async proxy)
+        Tensor tPrPa = make_tensor(tPrP.data(), acc_as_a_operand(tPrP.layout()));
+        Tensor tdSrdSa = make_tensor(tdSrdS.data(), acc_as_a_operand(tdSrdS.layout()));
+        wg_gemm<false, -1>(mma_dkv, tPrPa, tdVrdO(_, _, _, stage), tdVrdV);
+        wg_gemm<false, -1>(mma_dkv, tdSrdSa, tdKrQ(_, _, _, stage), tdKrdK);
+        cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarDS);  // both halves of dS written
+      }
       Tensor tdQrdQ = partition_fragment_C(mma_dq, select<0, 1>(typename Traits::TileShapedQ{}));
       wg_gemm<true, -1>(mma_dq, tdQrdS(_, _, _, ds_buf), tdQrK, tdQrdQ);
       warpgroup_wait<0>();
-      warpgroup_fence_operand(tPrPa);
-      warpgroup_fence_operand(tdSrdSa);
+      warpgroup_fence_operand(tPrP);  // the register A operands (kBlockN = 128) stay live until here
+      warpgroup_fence_operand(tdSrdS);
       warpgroup_fence_operand(tdVrdV);
       warpgroup_fence_operand(tdKrdK);
       warpgroup_fence_operand(tdQrdQ);

@@ -66,14 +66,14 @@ cudaError_t launch_bwd(const AttnBwdParams& a, const BwdScratch& scratch, cudaSt
 }
 
 // The dispatched variants of one (dtype, head_dim) row of FA4_SM90_BWD_HDIM_TABLE.
-template <class Element, int kHeadDim, int kBlockM, int kStages>
+template <class Element, int kHeadDim, int kBlockN, int kBlockM, int kStages>
 cudaError_t run_bwd_hdim_impl(const AttnBwdParams& a, const BwdScratch& scratch,
                               cudaStream_t stream) {
   const MaskSpec m = make_mask(a.seqlen_q, a.seqlen_k, a.causal, a.window_left, a.window_right);
   const bool local = m.window_left >= 0 || m.window_right >= 0;
   const bool softcap = a.softcap > 0.f;
 #define FA4_SM90_LAUNCH_BWD(LOCAL, SOFTCAP) \
-  return launch_bwd<BwdTraits<Element, kHeadDim, kBlockM, kStages, LOCAL, SOFTCAP>>(a, scratch, stream)
+  return launch_bwd<BwdTraits<Element, kHeadDim, kBlockN, kBlockM, kStages, LOCAL, SOFTCAP>>(a, scratch, stream)
   if (local) {
     if (softcap) FA4_SM90_LAUNCH_BWD(true, true);
     FA4_SM90_LAUNCH_BWD(true, false);
@@ -92,6 +92,6 @@ cudaError_t run_bwd_hdim_impl(const AttnBwdParams& a, const BwdScratch& scratch,
   cudaError_t run_bwd_hdim<ELEMENT, HDIM>(const AttnBwdParams& a, const BwdScratch& scratch, \
                                           cudaStream_t stream) {                             \
     using C = BwdHdimConfig<HDIM>;                                                           \
-    return run_bwd_hdim_impl<ELEMENT, HDIM, C::kBlockM, C::kStages>(a, scratch, stream);     \
+    return run_bwd_hdim_impl<ELEMENT, HDIM, C::kBlockN, C::kBlockM, C::kStages>(a, scratch, stream); \
   }                                                                                          \
   }
