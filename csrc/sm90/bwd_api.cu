@@ -131,8 +131,8 @@ cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStrea
   if (grid.x > 0) bwd_preprocess<T><<<grid, 32 * kRowsPerBlock, 0, stream>>>(a, s);
   if (cudaError_t err = cudaGetLastError(); err != cudaSuccess) return err;
   cudaError_t err = cudaErrorNotSupported;
-#define FA4_SM90_BWD_DISPATCH(D, BN, BM, ST) \
-  if (a.head_dim == D) err = run_bwd_hdim<T, D>(a, s, stream);
+#define FA4_SM90_BWD_DISPATCH(D, DV, BN, BM, ST) \
+  if (a.head_dim == D && a.head_dim_v == DV) err = run_bwd_hdim<T, D, DV>(a, s, stream);
   FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_DISPATCH)
 #undef FA4_SM90_BWD_DISPATCH
   if (err != cudaSuccess) return err;
@@ -146,13 +146,13 @@ cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStrea
 const char* bwd_unsupported_reason(const AttnBwdParams& a) {
   if (a.dtype != DType::kFloat16 && a.dtype != DType::kBFloat16)
     return "supports only float16 and bfloat16";
-  if (a.head_dim != a.head_dim_v) return "needs head_dim == head_dim_v";
   bool built = false;
-#define FA4_SM90_BWD_BUILT(D, BN, BM, ST) built |= a.head_dim == D;
+#define FA4_SM90_BWD_BUILT(D, DV, BN, BM, ST) built |= a.head_dim == D && a.head_dim_v == DV;
   FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_BUILT)
 #undef FA4_SM90_BWD_BUILT
   if (!built)
-    return "this head_dim is not built (see FA4_SM90_BWD_HDIM_TABLE: 64, 96, 128, 192, 256)";
+    return "this (head_dim, head_dim_v) is not built (d = d_v in 64, 96, 128, 192, 256, and "
+           "192 / 128 are)";
   if (a.paged()) return "paged KV has no backward";
   if (a.heads_kv <= 0 || a.heads_q % a.heads_kv != 0) return "heads_q must be a multiple of heads_kv";
   if (a.batch > 65535 || a.heads_kv > 65535) return "batch and heads must be <= 65535";

@@ -1,21 +1,22 @@
 // The one table of built sm90 backward kernels.
 //
-// FA4_SM90_BWD_HDIM_TABLE(X) lists X(head_dim, kBlockN, kBlockM, kStages): kBlockN keys per CTA,
-// kBlockM query rows streamed per pipeline stage (kStages deep). One (dtype, head_dim) translation
-// unit per row and dtype lives in instantiations/ (gen_instantiations.py); each unit builds the 4
+// FA4_SM90_BWD_HDIM_TABLE(X) lists X(head_dim, head_dim_v, kBlockN, kBlockM, kStages): kBlockN keys
+// per CTA, kBlockM query rows streamed per pipeline stage (kStages deep). One (dtype, head_dim,
+// head_dim_v) translation unit per row and dtype lives in instantiations/ (gen_instantiations.py); each unit builds the 4
 // mask/softcap variants of its row. kBlockN picks how the two consumer warpgroups share the work:
 //   128: each warpgroup owns 64 keys; P and dS stay in registers as the A operand of dV and dK.
 //        Registers per consumer thread (240): dK + dV (2 * 64 * d / 128 = d), S + dP
 //        (2 * 64 * kBlockM / 128), the dQ partial (kBlockM * d / 256): d <= 128.
 //    64: both warpgroups see all 64 keys and split the head dimension of dK, dV and dQ (and the
 //        queries of S and dP); P and dS go through shared memory. dK + dV take d / 2 registers,
-//        the dQ partial d / 4: d = 192 and 256. Shared memory (K, V, kStages * (Q, dO), P and dS
+//        the dQ partial d / 4: d = 192 (also with d_v = 128) and 256. Shared memory (K, V, kStages * (Q, dO), P and dS
 //        double-buffered, the fp32 dQ partial) limits d = 256 to one stage.
 #pragma once
 
 #define FA4_SM90_BWD_HDIM_TABLE(X) \
-  X(64, 128, 64, 2)                \
-  X(96, 128, 64, 2)                \
-  X(128, 128, 64, 2)               \
-  X(192, 64, 64, 2)                \
-  X(256, 64, 64, 1)
+  X(64, 64, 128, 64, 2)            \
+  X(96, 96, 128, 64, 2)            \
+  X(128, 128, 128, 64, 2)          \
+  X(192, 192, 64, 64, 2)           \
+  X(192, 128, 64, 64, 2)           \
+  X(256, 256, 64, 64, 1)

@@ -10,24 +10,25 @@
 
 namespace fa4::sm90 {
 
-// Tile configuration of each head_dim row of FA4_SM90_BWD_HDIM_TABLE.
-template <int kHeadDim>
+// Tile configuration of each (head_dim, head_dim_v) row of FA4_SM90_BWD_HDIM_TABLE.
+template <int kHeadDim, int kHeadDimV>
 struct BwdHdimConfig {
   static constexpr bool kBuilt = false;
 };
-#define FA4_SM90_BWD_HDIM_CONFIG(D, BN, BM, ST) \
-  template <>                                   \
-  struct BwdHdimConfig<D> {                     \
-    static constexpr bool kBuilt = true;        \
-    static constexpr int kBlockN = BN;          \
-    static constexpr int kBlockM = BM;          \
-    static constexpr int kStages = ST;          \
+#define FA4_SM90_BWD_HDIM_CONFIG(D, DV, BN, BM, ST) \
+  template <>                                       \
+  struct BwdHdimConfig<D, DV> {                     \
+    static constexpr bool kBuilt = true;            \
+    static constexpr int kBlockN = BN;              \
+    static constexpr int kBlockM = BM;              \
+    static constexpr int kStages = ST;              \
   };
 FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_HDIM_CONFIG)
 #undef FA4_SM90_BWD_HDIM_CONFIG
 
-// Defined in instantiations/bwd_<dtype>_hdim<d>.cu: the main kernel (dK, dV, dQ accumulation).
-template <class Element, int kHeadDim>
+// Defined in instantiations/bwd_<dtype>_hdim<d>[_<d_v>].cu: the main kernel (dK, dV, dQ
+// accumulation).
+template <class Element, int kHeadDim, int kHeadDimV>
 cudaError_t run_bwd_hdim(const AttnBwdParams& a, const BwdScratch& scratch, cudaStream_t stream);
 
 }  // namespace fa4::sm90

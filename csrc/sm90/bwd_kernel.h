@@ -1,12 +1,12 @@
 // Hopper (sm_90a) backward attention kernel: warp-specialized, TMA + WGMMA.
 //
-// One CTA per (key block of kBlockN = 128 keys, kv head, batch entry); it owns dK and dV of its
+// One CTA per (key block of kBlockN keys, kv head, batch entry); it owns dK and dV of its
 // keys, accumulated in registers over every query head of its GQA group and every query block that
 // sees its keys, so dK / dV need no atomics and no second pass (GQA included).
 //   WG0  producer: one thread TMA-loads K and V once, then streams Q (+ lse) and dO (+ D) blocks of
 //        kBlockM rows through two kStages-deep PipelineTmaAsync pipelines (lse and D with bulk
 //        copies into the same stage barriers).
-//   WG1, WG2  consumers, 64 keys each. Per query block, in the transposed orientation so that the
+//   WG1, WG2  consumers, 64 keys each (kBlockN = 128). Per query block, in the transposed orientation so that the
 //        key dimension is the WGMMA M dimension and P / dS stay in registers for dV and dK:
 //          S^T = K Q^T, dP^T = V dO^T             (SS-WGMMA)
 //          P^T = exp2(S^T * scale - lse),  dS^T = P^T o (dP^T - D)     (registers)
@@ -14,6 +14,9 @@
 //          dQ_partial = dS K                      (SS-WGMMA, dS through shared memory; the two
 //                                                  warpgroups split it along M or N)
 //        and stage dQ_partial (fp32, row-major like the accumulator) in shared memory.
+//        kBlockN = 64 (d = 192, 256, where dK + dV of 64 keys do not fit one warpgroup's
+//        registers): both warpgroups see all 64 keys; they split the queries of S^T / dP^T and the
+//        head dimension of dV, dK and dQ, and P^T / dS^T go through shared memory (SS-WGMMA).
 //   WG0, warp 1: adds each staged dQ_partial into the fp32 accumulator in global memory with one
 //        bulk reduce-add (cp.reduce.async.bulk .add.f32), so the math warps never wait on L2
 //        atomics. Deterministic mode orders those additions: the key blocks of one query block
@@ -49,11 +52,12 @@ namespace fa4::sm90 {
 
 using namespace cute;
 
-template <class Element_, int kHeadDim_, int kBlockN_, int kBlockM_, int kStages_, bool kIsLocal_,
-          bool kHasSoftcap_>
+template <class Element_, int kHeadDim_, int kHeadDimV_, int kBlockN_, int kBlockM_, int kStages_,
+          bool kIsLocal_, bool kHasSoftcap_>
 struct BwdTraits {
   using Element = Element_;
-  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kHeadDim = kHeadDim_;    // of q, k, dq, dk
+  static constexpr int kHeadDimV = kHeadDimV_;  // of v, out, dout, dv
   static constexpr int kBlockN = kBlockN_;  // keys per CTA
   static constexpr int kBlockM = kBlockM_;  // query rows per pipeline stage
   static constexpr int kStages = kStages_;
@@ -78,43 +82,50 @@ struct BwdTraits {
                 "setmaxnreg split exceeds the launch register allocation (would hang)");
 
   // dQ = dS K is split over the two warpgroups along M (query rows) when there are 128 of them,
-  // else along N (the head dimension), like dK / dV when kSplitD: then each half of K^T, Q^T and
-  // dO^T (MN-major views) must start on a swizzle atom. The widest 16-bit swizzle atom (64, 32 or
-  // 16 columns) that divides the split decides the smem layout of all four operands.
+  // else along N (the head dimension), like dK / dV when kSplitD: then each half of K^T, Q^T
+  // (and of dO^T when kSplitD) must start on a swizzle atom. The widest 16-bit swizzle atom (64,
+  // 32 or 16 columns) that divides the split columns decides the smem layout: one atom for the
+  // kHeadDim-wide Q and K, one for the kHeadDimV-wide dO and V.
   static constexpr bool kdQSplitM = kBlockM == 128;
   static constexpr int kSplitCols = kdQSplitM ? kHeadDim : kHeadDim / 2;
-  static constexpr int kSwizzleCols = kSplitCols % 64 == 0 ? 64 : (kSplitCols % 32 == 0 ? 32 : 16);
-  static_assert(kSplitCols % kSwizzleCols == 0);
-  using SmemAtom = conditional_t<
-      kSwizzleCols == 64, GMMA::Layout_K_SW128_Atom<Element>,
-      conditional_t<kSwizzleCols == 32, GMMA::Layout_K_SW64_Atom<Element>,
+  static constexpr int kSplitColsV = kSplitD ? kHeadDimV / 2 : kHeadDimV;
+  template <int kCols>
+  using SmemAtomFor = conditional_t<
+      kCols % 64 == 0, GMMA::Layout_K_SW128_Atom<Element>,
+      conditional_t<kCols % 32 == 0, GMMA::Layout_K_SW64_Atom<Element>,
                     GMMA::Layout_K_SW32_Atom<Element>>>;
+  static_assert(kSplitCols % 16 == 0 && kSplitColsV % 16 == 0);
+  using SmemAtom = SmemAtomFor<kSplitCols>;
+  using SmemAtomV = SmemAtomFor<kSplitColsV>;
 
   using TileShapeSdP = Shape<Int<kBlockN>, Int<kBlockM>, Int<kHeadDim>>;  // S^T = K Q^T, dP^T = V dO^T
-  using TileShapedKV = Shape<Int<kBlockN>, Int<kHeadDim>, Int<kBlockM>>;  // dV += P^T dO, dK += dS^T Q
+  using TileShapedK = Shape<Int<kBlockN>, Int<kHeadDim>, Int<kBlockM>>;   // dK += dS^T Q
+  using TileShapedV = Shape<Int<kBlockN>, Int<kHeadDimV>, Int<kBlockM>>;  // dV += P^T dO
   using TileShapedQ = Shape<Int<kBlockM>, Int<kHeadDim>, Int<kBlockN>>;   // dQ = dS K
   using AtomSplitM = Layout<Shape<_2, _1, _1>>;
   using AtomSplitN = Layout<Shape<_1, _2, _1>>;
   using AtomLayoutSdP = conditional_t<kSplitD, AtomSplitN, AtomSplitM>;
   using AtomLayoutdKV = conditional_t<kSplitD, AtomSplitN, AtomSplitM>;
   using AtomLayoutdQ = conditional_t<kdQSplitM, AtomSplitM, AtomSplitN>;
-  using TileShapeSdPAtom =
-      conditional_t<kSplitD, Shape<Int<kBlockN>, Int<kBlockM / 2>, Int<kHeadDim>>, TileShapeSdP>;
-  using TileShapedKVAtom =
-      conditional_t<kSplitD, Shape<Int<kBlockN>, Int<kHeadDim / 2>, Int<kBlockM>>, TileShapedKV>;
-  using TileShapedQAtom = conditional_t<kdQSplitM, TileShapedQ,
-                                        Shape<Int<kBlockM>, Int<kHeadDim / 2>, Int<kBlockN>>>;
+  // (M, N, K) of one warpgroup's share.
+  using TileShapeSdPAtom = Shape<Int<64>, Int<kSplitD ? kBlockM / 2 : kBlockM>, Int<kHeadDim>>;
+  using TileShapedKAtom = Shape<Int<64>, Int<kSplitD ? kHeadDim / 2 : kHeadDim>, Int<kBlockM>>;
+  using TileShapedVAtom = Shape<Int<64>, Int<kSplitColsV>, Int<kBlockM>>;
+  using TileShapedQAtom = Shape<Int<64>, Int<kdQSplitM ? kHeadDim : kHeadDim / 2>, Int<kBlockN>>;
 
   using TiledMmaSdP = decltype(make_tiled_mma(
       GMMA::ss_op_selector<Element, Element, float, TileShapeSdPAtom>(), AtomLayoutSdP{}));
-  // P^T / dS^T as the A operand: from registers (kBlockN = 128) or shared memory (K-major).
+  // P^T / dS^T as the A operand of dV / dK: from registers (kBlockN = 128) or shared memory
+  // (K-major, kSplitD).
+  template <class TileAtom>
   using MmadKVOp = conditional_t<
       kSplitD,
-      decltype(GMMA::ss_op_selector<Element, Element, float, TileShapedKVAtom, GMMA::Major::K,
+      decltype(GMMA::ss_op_selector<Element, Element, float, TileAtom, GMMA::Major::K,
                                     GMMA::Major::MN>()),
-      decltype(GMMA::rs_op_selector<Element, Element, float, TileShapedKVAtom, GMMA::Major::K,
+      decltype(GMMA::rs_op_selector<Element, Element, float, TileAtom, GMMA::Major::K,
                                     GMMA::Major::MN>())>;
-  using TiledMmadKV = decltype(make_tiled_mma(MmadKVOp{}, AtomLayoutdKV{}));
+  using TiledMmadK = decltype(make_tiled_mma(MmadKVOp<TileShapedKAtom>{}, AtomLayoutdKV{}));
+  using TiledMmadV = decltype(make_tiled_mma(MmadKVOp<TileShapedVAtom>{}, AtomLayoutdKV{}));
   using TiledMmadQ = decltype(make_tiled_mma(
       GMMA::ss_op_selector<Element, Element, float, TileShapedQAtom, GMMA::Major::MN,
                            GMMA::Major::MN>(),
@@ -122,14 +133,17 @@ struct BwdTraits {
 
   using SmemLayoutQ =
       decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>, Int<kStages>>{}));
-  using SmemLayoutdO = SmemLayoutQ;
+  using SmemLayoutdO =
+      decltype(tile_to_shape(SmemAtomV{}, Shape<Int<kBlockM>, Int<kHeadDimV>, Int<kStages>>{}));
   using SmemLayoutK = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>>{}));
-  using SmemLayoutV = SmemLayoutK;
+  using SmemLayoutV = decltype(tile_to_shape(SmemAtomV{}, Shape<Int<kBlockN>, Int<kHeadDimV>>{}));
   // Transposed views (same bytes) for the MN-major B operands: Q^T, dO^T of dK / dV, K^T of dQ.
   using SmemLayoutQt = decltype(composition(
       SmemLayoutQ{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockM>, Int<kStages>>{},
                                          Step<_2, _1, _3>{})));
-  using SmemLayoutdOt = SmemLayoutQt;
+  using SmemLayoutdOt = decltype(composition(
+      SmemLayoutdO{}, make_ordered_layout(Shape<Int<kHeadDimV>, Int<kBlockM>, Int<kStages>>{},
+                                          Step<_2, _1, _3>{})));
   using SmemLayoutKt = decltype(composition(
       SmemLayoutK{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockN>>{}, Step<_2, _1>{})));
   // dS as the MN-major A operand (queries x keys) of dQ, double-buffered so one warpgroup can write
@@ -145,19 +159,22 @@ struct BwdTraits {
   using GShape = Shape<int32_t, int32_t, int32_t, int32_t>;
   using GStride = Stride<int64_t, _1, int64_t, int64_t>;
   using GLayout = Layout<GShape, GStride>;
-  using TmaQ = decltype(make_tma_copy(
+  template <class SmemLayout, int kRows, int kCols>
+  using TmaLoad = decltype(make_tma_copy(
       SM90_TMA_LOAD{}, make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GLayout{}),
-      take<0, 2>(SmemLayoutQ{}), Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
-  using TmaKV = decltype(make_tma_copy(
-      SM90_TMA_LOAD{}, make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GLayout{}),
-      SmemLayoutK{}, Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
+      SmemLayout{}, Shape<Int<kRows>, Int<kCols>>{}, _1{}));
+  using TmaQ = TmaLoad<decltype(take<0, 2>(SmemLayoutQ{})), kBlockM, kHeadDim>;
+  using TmadO = TmaLoad<decltype(take<0, 2>(SmemLayoutdO{})), kBlockM, kHeadDimV>;
+  using TmaK = TmaLoad<SmemLayoutK, kBlockN, kHeadDim>;
+  using TmaV = TmaLoad<SmemLayoutV, kBlockN, kHeadDimV>;
 
   using Pipeline = cutlass::PipelineTmaAsync<kStages>;
   using PipelineState = typename Pipeline::PipelineState;
 
-  static constexpr uint32_t kTmaBytesKV = kBlockN * kHeadDim * sizeof(Element);
+  static constexpr uint32_t kTmaBytesKV = kBlockN * (kHeadDim + kHeadDimV) * sizeof(Element);
   // A Q (or dO) block plus its lse (or D) slice.
-  static constexpr uint32_t kStageBytes = kBlockM * kHeadDim * sizeof(Element) + kBlockM * 4;
+  static constexpr uint32_t kStageBytesQ = kBlockM * kHeadDim * sizeof(Element) + kBlockM * 4;
+  static constexpr uint32_t kStageBytesdO = kBlockM * kHeadDimV * sizeof(Element) + kBlockM * 4;
 
   struct SharedStorage {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK>> k;
@@ -180,9 +197,9 @@ struct BwdTraits {
 template <class Traits>
 struct BwdKernelParams {
   typename Traits::TmaQ tma_q;
-  typename Traits::TmaQ tma_do;
-  typename Traits::TmaKV tma_k;
-  typename Traits::TmaKV tma_v;
+  typename Traits::TmadO tma_do;
+  typename Traits::TmaK tma_k;
+  typename Traits::TmaV tma_v;
   // q / dO: (rows, d, heads, batch) or (total_q, d, heads, 1) when q is varlen;
   // k / v:  (rows, d, heads_kv, batch) or (total_k, d, heads_kv, 1) when k is varlen.
   typename Traits::GLayout layout_q, layout_do, layout_k, layout_v;
@@ -239,6 +256,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   constexpr int kBlockM = Traits::kBlockM;
   constexpr int kBlockN = Traits::kBlockN;
   constexpr int kHeadDim = Traits::kHeadDim;
+  constexpr int kHeadDimV = Traits::kHeadDimV;
   using Pipeline = typename Traits::Pipeline;
   using PipelineState = typename Traits::PipelineState;
   using SharedStorage = typename Traits::SharedStorage;
@@ -275,11 +293,12 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     ss.barrier_kv.init(1);
   }
   typename Pipeline::Params pp;
-  pp.transaction_bytes = Traits::kStageBytes;
+  pp.transaction_bytes = Traits::kStageBytesQ;
   pp.role = wg == 0 ? Pipeline::ThreadCategory::Producer : Pipeline::ThreadCategory::Consumer;
   pp.is_leader = threadIdx.x == 0;
   pp.num_consumers = 128 * Traits::kNumConsumerWG;
   Pipeline pipe_q(ss.pipe_q, pp, Shape<_1, _1, _1>{});
+  pp.transaction_bytes = Traits::kStageBytesdO;
   Pipeline pipe_do(ss.pipe_do, pp, Shape<_1, _1, _1>{});
   __syncthreads();
 
@@ -306,12 +325,12 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       Tensor gK = local_tile(domain_offset(make_coord(k_row0, _0{}), mK),
                              Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, _0{}));
       Tensor gV = local_tile(domain_offset(make_coord(k_row0, _0{}), mV),
-                             Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, _0{}));
+                             Shape<Int<kBlockN>, Int<kHeadDimV>>{}, make_coord(n_block, _0{}));
       auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
                                       group_modes<0, 2>(gK));
       auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
                                       group_modes<0, 2>(gV));
-      ss.barrier_kv.arrive_and_expect_tx(2 * Traits::kTmaBytesKV);
+      ss.barrier_kv.arrive_and_expect_tx(Traits::kTmaBytesKV);
       copy(p.tma_k.with(reinterpret_cast<uint64_t&>(ss.barrier_kv), 0), tKg, tKs);
       copy(p.tma_v.with(reinterpret_cast<uint64_t&>(ss.barrier_kv), 0), tVg, tVs);
 
@@ -324,7 +343,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           Tensor gQ = local_tile(domain_offset(make_coord(q_row0, _0{}), mQ),
                                  Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m, _0{}));
           Tensor gdO = local_tile(domain_offset(make_coord(q_row0, _0{}), mdO),
-                                  Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m, _0{}));
+                                  Shape<Int<kBlockM>, Int<kHeadDimV>>{}, make_coord(m, _0{}));
           auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
                                           group_modes<0, 2>(gQ));
           auto [tdOg, tdOs] = tma_partition(p.tma_do, _0{}, Layout<_1>{}, group_modes<0, 2>(sdO),
@@ -388,18 +407,20 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   const int ctid = threadIdx.x - 128;  // 0..255
   constexpr int kConsumerThreads = 128 * Traits::kNumConsumerWG;
   typename Traits::TiledMmaSdP mma_sdp;
-  typename Traits::TiledMmadKV mma_dkv;
+  typename Traits::TiledMmadK mma_dk;
+  typename Traits::TiledMmadV mma_dv;
   typename Traits::TiledMmadQ mma_dq;
   auto thr_sdp = mma_sdp.get_thread_slice(ctid);
-  auto thr_dkv = mma_dkv.get_thread_slice(ctid);
+  auto thr_dk = mma_dk.get_thread_slice(ctid);
+  auto thr_dv = mma_dv.get_thread_slice(ctid);
   auto thr_dq = mma_dq.get_thread_slice(ctid);
 
   Tensor tSrK = thr_sdp.partition_fragment_A(sK);      // descriptors
   Tensor tSrQ = thr_sdp.partition_fragment_B(sQ);      // (MMA, N, K, stage)
   Tensor tdPrV = thr_sdp.partition_fragment_A(sV);
   Tensor tdPrdO = thr_sdp.partition_fragment_B(sdO);
-  Tensor tdVrdO = thr_dkv.partition_fragment_B(sdOt);  // (MMA, N, K, stage)
-  Tensor tdKrQ = thr_dkv.partition_fragment_B(sQt);
+  Tensor tdVrdO = thr_dv.partition_fragment_B(sdOt);   // (MMA, N, K, stage)
+  Tensor tdKrQ = thr_dk.partition_fragment_B(sQt);
   Tensor tdQrdS = thr_dq.partition_fragment_A(sdS);    // (MMA, M, K, buffer)
   Tensor tdQrK = thr_dq.partition_fragment_B(sKt);
   Tensor tdSsdS = thr_sdp.partition_C(sdSt);           // where this thread's dS^T values go
@@ -407,16 +428,16 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   Tensor tPsP = thr_sdp.partition_C(sPt);                // kSplitD: where its P^T values go
   // kSplitD: P^T and dS^T as the K-major smem A operands of dV and dK (descriptors).
   auto tdVrP = [&] {
-    if constexpr (Traits::kSplitD) return thr_dkv.partition_fragment_A(sPt);
+    if constexpr (Traits::kSplitD) return thr_dv.partition_fragment_A(sPt);
     else return 0;
   }();
   auto tdKrdS = [&] {
-    if constexpr (Traits::kSplitD) return thr_dkv.partition_fragment_A(sdSt);
+    if constexpr (Traits::kSplitD) return thr_dk.partition_fragment_A(sdSt);
     else return 0;
   }();
 
-  Tensor tdVrdV = partition_fragment_C(mma_dkv, select<0, 1>(typename Traits::TileShapedKV{}));
-  Tensor tdKrdK = partition_fragment_C(mma_dkv, select<0, 1>(typename Traits::TileShapedKV{}));
+  Tensor tdVrdV = partition_fragment_C(mma_dv, select<0, 1>(typename Traits::TileShapedV{}));
+  Tensor tdKrdK = partition_fragment_C(mma_dk, select<0, 1>(typename Traits::TileShapedK{}));
   clear(tdVrdV);
   clear(tdKrdK);
 
@@ -431,7 +452,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   if (p.zero_kv_tail && n0 + kBlockN > k_len) {
     // K / V rows past k_len: P and dS are 0 there, but 0 * NaN is NaN inside the MMAs.
     clear_rows_from<kBlockN, kHeadDim>(sK, k_len - n0, ctid, kConsumerThreads);
-    clear_rows_from<kBlockN, kHeadDim>(sV, k_len - n0, ctid, kConsumerThreads);
+    clear_rows_from<kBlockN, kHeadDimV>(sV, k_len - n0, ctid, kConsumerThreads);
     cutlass::arch::fence_view_async_shared();
     cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarTail);
   }
@@ -463,7 +484,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         Tensor sQs = sQ(_, _, stage);
         Tensor sdOs = sdO(_, _, stage);
         clear_rows_from<kBlockM, kHeadDim>(sQs, q_len - m0, ctid, kConsumerThreads);
-        clear_rows_from<kBlockM, kHeadDim>(sdOs, q_len - m0, ctid, kConsumerThreads);
+        clear_rows_from<kBlockM, kHeadDimV>(sdOs, q_len - m0, ctid, kConsumerThreads);
         cutlass::arch::fence_view_async_shared();
         cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarTail);
       }
@@ -523,14 +544,14 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         copy(tPrP, tPsP(_, _, _, ds_buf));
         cutlass::arch::fence_view_async_shared();  // visible to the GEMMs (async proxy)
         cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarDS);  // both halves written
-        wg_gemm<false, -1>(mma_dkv, tdVrP(_, _, _, ds_buf), tdVrdO(_, _, _, stage), tdVrdV);
-        wg_gemm<false, -1>(mma_dkv, tdKrdS(_, _, _, ds_buf), tdKrQ(_, _, _, stage), tdKrdK);
+        wg_gemm<false, -1>(mma_dv, tdVrP(_, _, _, ds_buf), tdVrdO(_, _, _, stage), tdVrdV);
+        wg_gemm<false, -1>(mma_dk, tdKrdS(_, _, _, ds_buf), tdKrQ(_, _, _, stage), tdKrdK);
       } else {
         cutlass::arch::fence_view_async_shared();  // dS visible to the dQ GEMM (async proxy)
         Tensor tPrPa = make_tensor(tPrP.data(), acc_as_a_operand(tPrP.layout()));
         Tensor tdSrdSa = make_tensor(tdSrdS.data(), acc_as_a_operand(tdSrdS.layout()));
-        wg_gemm<false, -1>(mma_dkv, tPrPa, tdVrdO(_, _, _, stage), tdVrdV);
-        wg_gemm<false, -1>(mma_dkv, tdSrdSa, tdKrQ(_, _, _, stage), tdKrdK);
+        wg_gemm<false, -1>(mma_dv, tPrPa, tdVrdO(_, _, _, stage), tdVrdV);
+        wg_gemm<false, -1>(mma_dk, tdSrdSa, tdKrQ(_, _, _, stage), tdKrdK);
         cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarDS);  // both halves of dS written
       }
       Tensor tdQrdQ = partition_fragment_C(mma_dq, select<0, 1>(typename Traits::TileShapedQ{}));
@@ -569,19 +590,23 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     Tensor tdVrdVe = make_tensor_like<Element>(tdVrdV);
     convert_frag(tdKrdK, tdKrdKe);
     convert_frag(tdVrdV, tdVrdVe);
-    copy(tdKrdKe, thr_dkv.partition_C(sK));
-    copy(tdVrdVe, thr_dkv.partition_C(sV));
+    copy(tdKrdKe, thr_dk.partition_C(sK));
+    copy(tdVrdVe, thr_dv.partition_C(sV));
   }
   cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarEpilogue);
   {
-    constexpr int kChunks = kHeadDim / 8;
+    // 16-byte chunks of the rows inside the sequence.
     const int rows = min(kBlockN, k_len - n0);
     Element* dk = static_cast<Element*>(attn.dk);
     Element* dv = static_cast<Element*>(attn.dv);
-    for (int i = ctid; i < rows * kChunks; i += kConsumerThreads) {
-      const int r = i / kChunks, c = (i % kChunks) * 8;
+    constexpr int kChunksK = kHeadDim / 8, kChunksV = kHeadDimV / 8;
+    for (int i = ctid; i < rows * kChunksK; i += kConsumerThreads) {
+      const int r = i / kChunksK, c = (i % kChunksK) * 8;
       *reinterpret_cast<uint4*>(dk + attn.dk_offset(batch, n0 + r, head_kv) + c) =
           *reinterpret_cast<uint4 const*>(&sK(r, c));
+    }
+    for (int i = ctid; i < rows * kChunksV; i += kConsumerThreads) {
+      const int r = i / kChunksV, c = (i % kChunksV) * 8;
       *reinterpret_cast<uint4*>(dv + attn.dv_offset(batch, n0 + r, head_kv) + c) =
           *reinterpret_cast<uint4 const*>(&sV(r, c));
     }

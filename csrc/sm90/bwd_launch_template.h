@@ -21,6 +21,7 @@ cudaError_t launch_bwd(const AttnBwdParams& a, const BwdScratch& scratch, cudaSt
   constexpr int kBlockM = Traits::kBlockM;
   constexpr int kBlockN = Traits::kBlockN;
   constexpr int kHeadDim = Traits::kHeadDim;
+  constexpr int kHeadDimV = Traits::kHeadDimV;
   const dim3 grid((a.seqlen_k + kBlockN - 1) / kBlockN, a.heads_kv, a.batch);
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return cudaSuccess;
 
@@ -45,11 +46,11 @@ cudaError_t launch_bwd(const AttnBwdParams& a, const BwdScratch& scratch, cudaSt
   p.tma_q = make_tma_copy(SM90_TMA_LOAD{}, mQ, take<0, 2>(typename Traits::SmemLayoutQ{}),
                           Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{});
   p.tma_do = make_tma_copy(SM90_TMA_LOAD{}, mdO, take<0, 2>(typename Traits::SmemLayoutdO{}),
-                           Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{});
+                           Shape<Int<kBlockM>, Int<kHeadDimV>>{}, _1{});
   p.tma_k = make_tma_copy(SM90_TMA_LOAD{}, mK, typename Traits::SmemLayoutK{},
                           Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{});
   p.tma_v = make_tma_copy(SM90_TMA_LOAD{}, mV, typename Traits::SmemLayoutV{},
-                          Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{});
+                          Shape<Int<kBlockN>, Int<kHeadDimV>>{}, _1{});
   p.attn = a;
   p.scratch = scratch;
   p.qhead_per_kvhead = a.heads_q / a.heads_kv;
@@ -65,15 +66,16 @@ cudaError_t launch_bwd(const AttnBwdParams& a, const BwdScratch& scratch, cudaSt
   return cudaGetLastError();
 }
 
-// The dispatched variants of one (dtype, head_dim) row of FA4_SM90_BWD_HDIM_TABLE.
-template <class Element, int kHeadDim, int kBlockN, int kBlockM, int kStages>
+// The dispatched variants of one (dtype, head_dim, head_dim_v) row of FA4_SM90_BWD_HDIM_TABLE.
+template <class Element, int kHeadDim, int kHeadDimV, int kBlockN, int kBlockM, int kStages>
 cudaError_t run_bwd_hdim_impl(const AttnBwdParams& a, const BwdScratch& scratch,
                               cudaStream_t stream) {
   const MaskSpec m = make_mask(a.seqlen_q, a.seqlen_k, a.causal, a.window_left, a.window_right);
   const bool local = m.window_left >= 0 || m.window_right >= 0;
   const bool softcap = a.softcap > 0.f;
 #define FA4_SM90_LAUNCH_BWD(LOCAL, SOFTCAP) \
-  return launch_bwd<BwdTraits<Element, kHeadDim, kBlockN, kBlockM, kStages, LOCAL, SOFTCAP>>(a, scratch, stream)
+  return launch_bwd<BwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kBlockM, kStages, LOCAL, \
+                             SOFTCAP>>(a, scratch, stream)
   if (local) {
     if (softcap) FA4_SM90_LAUNCH_BWD(true, true);
     FA4_SM90_LAUNCH_BWD(true, false);
@@ -85,13 +87,14 @@ cudaError_t run_bwd_hdim_impl(const AttnBwdParams& a, const BwdScratch& scratch,
 
 }  // namespace fa4::sm90
 
-// Body of one instantiation unit: run_bwd_hdim<ELEMENT, HDIM> with the row's tile config.
-#define FA4_SM90_DEFINE_RUN_BWD_HDIM(ELEMENT, HDIM)                                          \
-  namespace fa4::sm90 {                                                                      \
-  template <>                                                                                \
-  cudaError_t run_bwd_hdim<ELEMENT, HDIM>(const AttnBwdParams& a, const BwdScratch& scratch, \
-                                          cudaStream_t stream) {                             \
-    using C = BwdHdimConfig<HDIM>;                                                           \
-    return run_bwd_hdim_impl<ELEMENT, HDIM, C::kBlockN, C::kBlockM, C::kStages>(a, scratch, stream); \
-  }                                                                                          \
+// Body of one instantiation unit: run_bwd_hdim<ELEMENT, HDIM, HDIM_V> with the row's tile config.
+#define FA4_SM90_DEFINE_RUN_BWD_HDIM(ELEMENT, HDIM, HDIM_V)                                     \
+  namespace fa4::sm90 {                                                                         \
+  template <>                                                                                   \
+  cudaError_t run_bwd_hdim<ELEMENT, HDIM, HDIM_V>(const AttnBwdParams& a,                       \
+                                                  const BwdScratch& scratch, cudaStream_t stream) { \
+    using C = BwdHdimConfig<HDIM, HDIM_V>;                                                      \
+    return run_bwd_hdim_impl<ELEMENT, HDIM, HDIM_V, C::kBlockN, C::kBlockM, C::kStages>(a, scratch, \
+                                                                                     stream);   \
+  }                                                                                             \
   }

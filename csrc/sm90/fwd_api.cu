@@ -45,18 +45,19 @@ cudaError_t clear_unowned_rows(const AttnParams& a, cudaStream_t stream) {
 const char* fwd_unsupported_reason(const AttnParams& a) {
   if (a.dtype != DType::kFloat16 && a.dtype != DType::kBFloat16)
     return "supports only float16 and bfloat16";
-  if (a.head_dim != a.head_dim_v) return "needs head_dim == head_dim_v";
   int block_n = 0;
   const char* page_msg = "";
-#define FA4_SM90_BUILT(D, BN, ST, OVL, PP)                                                  \
-  if (a.head_dim == D) {                                                                  \
+#define FA4_SM90_BUILT(D, DV, BN, ST, OVL, PP)                                              \
+  if (a.head_dim == D && a.head_dim_v == DV) {                                            \
     block_n = BN;                                                                         \
     page_msg = "paged KV with head_dim " #D " needs page_size % 8 == 0 "    \
                "(or a multiple of " #BN "): 8-row TMA boxes into the swizzled K/V tile";  \
   }
   FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_BUILT)
 #undef FA4_SM90_BUILT
-  if (block_n == 0) return "this head_dim is not built (64, 96, 128, 192, 256 are)";
+  if (block_n == 0)
+    return "this (head_dim, head_dim_v) is not built (d = d_v in 64, 96, 128, 192, 256, and "
+           "192 / 128 are)";
   // Varlen keys (cu_seqlens_k without a page table): K/V are one (total_k)-row sequence.
   const bool k_varlen = a.cu_seqlens_k != nullptr && !a.paged();
   if (k_varlen && a.total_k < 0) return "varlen keys need total_k >= 0";
@@ -93,11 +94,11 @@ cudaError_t run_fwd(const AttnParams& a, cudaStream_t stream) {
   const char* reason = fwd_unsupported_reason(a);
   if (reason[0] != '\0') return cudaErrorNotSupported;
   if (const cudaError_t err = clear_unowned_rows(a, stream); err != cudaSuccess) return err;
-#define FA4_SM90_DISPATCH(D, BN, ST, OVL, PP)                               \
-  if (a.head_dim == D) {                                                    \
+#define FA4_SM90_DISPATCH(D, DV, BN, ST, OVL, PP)                           \
+  if (a.head_dim == D && a.head_dim_v == DV) {                              \
     return a.dtype == DType::kBFloat16                                      \
-               ? run_fwd_hdim<cutlass::bfloat16_t, D>(a, stream)            \
-               : run_fwd_hdim<cutlass::half_t, D>(a, stream);               \
+               ? run_fwd_hdim<cutlass::bfloat16_t, D, DV>(a, stream)        \
+               : run_fwd_hdim<cutlass::half_t, D, DV>(a, stream);           \
   }
   FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_DISPATCH)
 #undef FA4_SM90_DISPATCH

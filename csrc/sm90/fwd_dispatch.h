@@ -9,25 +9,25 @@
 
 namespace fa4::sm90 {
 
-// Tile configuration of each head_dim row of FA4_SM90_FWD_HDIM_TABLE.
-template <int kHeadDim>
+// Tile configuration of each (head_dim, head_dim_v) row of FA4_SM90_FWD_HDIM_TABLE.
+template <int kHeadDim, int kHeadDimV>
 struct HdimConfig {
   static constexpr bool kBuilt = false;
 };
-#define FA4_SM90_HDIM_CONFIG(D, BN, ST, OVL, PP) \
-  template <>                                    \
-  struct HdimConfig<D> {                         \
-    static constexpr bool kBuilt = true;         \
-    static constexpr int kBlockN = BN;           \
-    static constexpr int kStages = ST;           \
-    static constexpr bool kOverlap = OVL;        \
-    static constexpr bool kPingPong = PP;        \
+#define FA4_SM90_HDIM_CONFIG(D, DV, BN, ST, OVL, PP) \
+  template <>                                        \
+  struct HdimConfig<D, DV> {                         \
+    static constexpr bool kBuilt = true;             \
+    static constexpr int kBlockN = BN;               \
+    static constexpr int kStages = ST;               \
+    static constexpr bool kOverlap = OVL;            \
+    static constexpr bool kPingPong = PP;            \
   };
 FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_HDIM_CONFIG)
 #undef FA4_SM90_HDIM_CONFIG
 
-// Defined in instantiations/fwd_<dtype>_hdim<d>.cu.
-template <class Element, int kHeadDim>
+// Defined in instantiations/fwd_<dtype>_hdim<d>[_<d_v>].cu.
+template <class Element, int kHeadDim, int kHeadDimV>
 cudaError_t run_fwd_hdim(const AttnParams& a, cudaStream_t stream);
 
 }  // namespace fa4::sm90

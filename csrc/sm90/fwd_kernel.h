@@ -41,12 +41,13 @@ using namespace cute;
 // ------------------------------------------------------------------------------------------------
 // Compile-time configuration of one kernel instance.
 // ------------------------------------------------------------------------------------------------
-template <class Element_, int kHeadDim_, int kBlockN_, int kStages_, bool kIsLocal_,
+template <class Element_, int kHeadDim_, int kHeadDimV_, int kBlockN_, int kStages_, bool kIsLocal_,
           bool kHasSoftcap_, bool kRescale_ = true, int kPolyPer8_ = 0, bool kOverlap_ = true,
           bool kPingPong_ = kOverlap_>
 struct FwdTraits {
   using Element = Element_;
-  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kHeadDim = kHeadDim_;    // of q and k
+  static constexpr int kHeadDimV = kHeadDimV_;  // of v and out
   static constexpr int kBlockM = 128;
   static constexpr int kBlockN = kBlockN_;
   static constexpr int kStages = kStages_;
@@ -61,6 +62,7 @@ struct FwdTraits {
   static_assert(!kPingPong || kOverlap, "ping-pong is built on the overlapped main loop");
   static_assert(kPolyPer8 >= 0 && kPolyPer8 <= 8);
   static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256);
+  static_assert(kHeadDimV % 32 == 0 && kHeadDimV <= kHeadDim, "O staging aliases sQ");
   static_assert(kBlockN % 16 == 0 && kBlockN <= 256);
 
   static constexpr int kNumConsumerWG = 2;
@@ -69,7 +71,7 @@ struct FwdTraits {
   static constexpr int kConsumerRegs = 240;
 
   using TileShapeS = Shape<Int<kBlockM>, Int<kBlockN>, Int<kHeadDim>>;   // (M, N, K) of S = Q K^T
-  using TileShapeO = Shape<Int<kBlockM>, Int<kHeadDim>, Int<kBlockN>>;   // (M, N, K) of O = P V
+  using TileShapeO = Shape<Int<kBlockM>, Int<kHeadDimV>, Int<kBlockN>>;  // (M, N, K) of O = P V
   using AtomLayoutWG = Layout<Shape<Int<kNumConsumerWG>, _1, _1>>;        // one WG per 64 rows
 
   using TiledMmaS = decltype(make_tiled_mma(
@@ -78,19 +80,25 @@ struct FwdTraits {
       GMMA::rs_op_selector<Element, Element, float, TileShapeO, GMMA::Major::K, GMMA::Major::MN>(),
       AtomLayoutWG{}));
 
-  // K-major rows of kHeadDim 16-bit elements: 128B swizzle when the row is a multiple of 128 bytes
-  // (d = 64, 128, 192, 256), else 64B swizzle (d = 96).
-  using SmemAtom = conditional_t<kHeadDim % 64 == 0, GMMA::Layout_K_SW128_Atom<Element>,
-                                 GMMA::Layout_K_SW64_Atom<Element>>;
+  // K-major rows of d 16-bit elements: 128B swizzle when the row is a multiple of 128 bytes
+  // (d = 64, 128, 192, 256), else 64B swizzle (d = 96). Q / K rows have kHeadDim, V / O kHeadDimV.
+  template <int kDim>
+  using SmemAtomFor = conditional_t<kDim % 64 == 0, GMMA::Layout_K_SW128_Atom<Element>,
+                                    GMMA::Layout_K_SW64_Atom<Element>>;
+  using SmemAtom = SmemAtomFor<kHeadDim>;
+  using SmemAtomV = SmemAtomFor<kHeadDimV>;
   using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}));
   using SmemLayoutK =
       decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
-  using SmemLayoutV = SmemLayoutK;
-  // V read as the MN-major B operand (kHeadDim x kBlockN) of O = P V: same bytes, transposed view.
+  using SmemLayoutV =
+      decltype(tile_to_shape(SmemAtomV{}, Shape<Int<kBlockN>, Int<kHeadDimV>, Int<kStages>>{}));
+  // V read as the MN-major B operand (kHeadDimV x kBlockN) of O = P V: same bytes, transposed view.
   using SmemLayoutVt = decltype(composition(
-      SmemLayoutV{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockN>, Int<kStages>>{},
+      SmemLayoutV{}, make_ordered_layout(Shape<Int<kHeadDimV>, Int<kBlockN>, Int<kStages>>{},
                                          Step<_2, _1, _3>{})));
-  using SmemLayoutO = SmemLayoutQ;  // O staging aliases sQ (d == d_v)
+  // O staging aliases sQ (kHeadDimV <= kHeadDim).
+  using SmemLayoutO = decltype(tile_to_shape(SmemAtomV{}, Shape<Int<kBlockM>, Int<kHeadDimV>>{}));
+  static_assert(cosize_v<SmemLayoutO> <= cosize_v<SmemLayoutQ>);
 
   // Global tensors: (rows, dim, head, batch), dim contiguous.
   using GShape = Shape<int32_t, int32_t, int32_t, int32_t>;
@@ -100,29 +108,38 @@ struct FwdTraits {
   using TmaQ = decltype(make_tma_copy(
       SM90_TMA_LOAD{}, make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GLayout{}),
       SmemLayoutQ{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
-  using TmaKV = decltype(make_tma_copy(
+  using TmaK = decltype(make_tma_copy(
       SM90_TMA_LOAD{}, make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GLayout{}),
       take<0, 2>(SmemLayoutK{}), Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
+  using TmaV = decltype(make_tma_copy(
+      SM90_TMA_LOAD{}, make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GLayout{}),
+      take<0, 2>(SmemLayoutV{}), Shape<Int<kBlockN>, Int<kHeadDimV>>{}, _1{}));
   using TmaO = decltype(make_tma_copy(
       SM90_TMA_STORE{}, make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GLayout{}),
-      SmemLayoutO{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
+      SmemLayoutO{}, Shape<Int<kBlockM>, Int<kHeadDimV>>{}, _1{}));
 
   // Paged KV whose page_size is not a multiple of kBlockN: each stage is loaded as kBlockN / 8
   // groups of 8 rows (one swizzle-atom row block each, so every box lands on an atom boundary),
   // each group from its own page (page_size % 8 == 0, so a group never straddles pages).
   static constexpr int kRowGroup = 8;
   static_assert(kBlockN % kRowGroup == 0);
-  using SmemLayoutKVRows = decltype(composition(
+  using SmemLayoutKRows = decltype(composition(
       take<0, 2>(SmemLayoutK{}), make_tile(Layout<Int<kRowGroup>>{}, Layout<Int<kHeadDim>>{})));
-  using TmaKVRows = decltype(make_tma_copy(
+  using SmemLayoutVRows = decltype(composition(
+      take<0, 2>(SmemLayoutV{}), make_tile(Layout<Int<kRowGroup>>{}, Layout<Int<kHeadDimV>>{})));
+  using TmaKRows = decltype(make_tma_copy(
       SM90_TMA_LOAD{}, make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GLayout{}),
-      SmemLayoutKVRows{}, Shape<Int<kRowGroup>, Int<kHeadDim>>{}, _1{}));
+      SmemLayoutKRows{}, Shape<Int<kRowGroup>, Int<kHeadDim>>{}, _1{}));
+  using TmaVRows = decltype(make_tma_copy(
+      SM90_TMA_LOAD{}, make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GLayout{}),
+      SmemLayoutVRows{}, Shape<Int<kRowGroup>, Int<kHeadDimV>>{}, _1{}));
 
   using Pipeline = cutlass::PipelineTmaAsync<kStages>;
   using PipelineState = typename Pipeline::PipelineState;
 
   static constexpr uint32_t kTmaBytesQ = kBlockM * kHeadDim * sizeof(Element);
-  static constexpr uint32_t kTmaBytesKV = kBlockN * kHeadDim * sizeof(Element);
+  static constexpr uint32_t kTmaBytesK = kBlockN * kHeadDim * sizeof(Element);
+  static constexpr uint32_t kTmaBytesV = kBlockN * kHeadDimV * sizeof(Element);
 
   struct SharedStorage {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q;
@@ -139,13 +156,13 @@ struct FwdTraits {
 template <class Traits>
 struct FwdKernelParams {
   typename Traits::TmaQ tma_q;
-  typename Traits::TmaKV tma_k;
-  typename Traits::TmaKV tma_v;
+  typename Traits::TmaK tma_k;
+  typename Traits::TmaV tma_v;
   typename Traits::TmaO tma_o;
   // 8-row boxes over the same k/v views; only built and used when kv_row_groups.
-  typename Traits::TmaKVRows tma_k_rows;
-  typename Traits::TmaKVRows tma_v_rows;
-  // q/out: (rows, d, heads, batch), or (total_q, d, heads, 1) when q is varlen.
+  typename Traits::TmaKRows tma_k_rows;
+  typename Traits::TmaVRows tma_v_rows;
+  // q/out: (rows, d or d_v, heads, batch), or (total_q, d or d_v, heads, 1) when q is varlen.
   // k/v:   (rows, d, heads_kv, batch), (page_size, d, heads_kv, num_pages) when paged, or
   //        (total_k, d, heads_kv, 1) when k is varlen (cu_seqlens_k without a page table).
   typename Traits::GLayout layout_q, layout_k, layout_v, layout_o;
@@ -266,11 +283,12 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     ss.barrier_q.init(1);
   }
   typename Pipeline::Params pp;
-  pp.transaction_bytes = Traits::kTmaBytesKV;
+  pp.transaction_bytes = Traits::kTmaBytesK;
   pp.role = wg == 0 ? Pipeline::ThreadCategory::Producer : Pipeline::ThreadCategory::Consumer;
   pp.is_leader = threadIdx.x == 0;  // the issuing thread below
   pp.num_consumers = 128 * Traits::kNumConsumerWG;
   Pipeline pipe_k(ss.pipe_k, pp, Shape<_1, _1, _1>{});
+  pp.transaction_bytes = Traits::kTmaBytesV;
   Pipeline pipe_v(ss.pipe_v, pp, Shape<_1, _1, _1>{});
   __syncthreads();
 
@@ -312,7 +330,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           for (int n = n_max - 1; n >= n_min; --n) {
             // The page table is re-read only when a group enters a new page (the producer runs
             // with few registers).
-            auto load = [&](auto const& tma, auto const& mX, auto& sX, uint64_t* bar) {
+            auto load = [&](auto const& tma, auto const& mX, auto& sX, auto dim, uint64_t* bar) {
+              constexpr int kDim = decltype(dim)::value;
               int cur = -1, page = 0;
 #pragma unroll 1
               for (int g = 0; g < kBlockN / kG; ++g) {
@@ -322,9 +341,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
                   cur = idx;
                   page = pt[idx];
                 }
-                Tensor gX = local_tile(mX(_, _, page), Shape<Int<kG>, Int<kHeadDim>>{},
+                Tensor gX = local_tile(mX(_, _, page), Shape<Int<kG>, Int<kDim>>{},
                                        make_coord((key - idx * attn.page_size) / kG, _0{}));
-                Tensor sXg = local_tile(sX(_, _, wr.index()), Shape<Int<kG>, Int<kHeadDim>>{},
+                Tensor sXg = local_tile(sX(_, _, wr.index()), Shape<Int<kG>, Int<kDim>>{},
                                         make_coord(g, _0{}));
                 auto [tXg, tXs] = tma_partition(tma, _0{}, Layout<_1>{}, group_modes<0, 2>(sXg),
                                                 group_modes<0, 2>(gX));
@@ -332,9 +351,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
               }
             };
             pipe_k.producer_acquire(wr);
-            load(p.tma_k_rows, mKr, sK, pipe_k.producer_get_barrier(wr));
+            load(p.tma_k_rows, mKr, sK, Int<kHeadDim>{}, pipe_k.producer_get_barrier(wr));
             pipe_v.producer_acquire(wr);
-            load(p.tma_v_rows, mVr, sV, pipe_v.producer_get_barrier(wr));
+            load(p.tma_v_rows, mVr, sV, Int<Traits::kHeadDimV>{}, pipe_v.producer_get_barrier(wr));
             ++wr;
           }
         } else {
@@ -351,7 +370,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
             Tensor gK = local_tile(domain_offset(make_coord(k_row0, _0{}), mK(_, _, page)),
                                    Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(tile, _0{}));
             Tensor gV = local_tile(domain_offset(make_coord(k_row0, _0{}), mV(_, _, page)),
-                                   Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(tile, _0{}));
+                                   Shape<Int<kBlockN>, Int<Traits::kHeadDimV>>{},
+                                   make_coord(tile, _0{}));
             auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
                                             group_modes<0, 2>(gK));
             auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
@@ -431,7 +451,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   // Both warpgroups write the same zeros, each before its own P V GEMM reads the stage.
   auto clear_v_tail = [&](int n, int stage) {
     if (!p.zero_v_tail || (n + 1) * kBlockN <= k_len) return;
-    constexpr int kChunks = kHeadDim / 8;  // 16-byte chunks per row (swizzle keeps them whole)
+    constexpr int kChunks = Traits::kHeadDimV / 8;  // 16-byte chunks per row (swizzle keeps them whole)
     const int r0 = k_len - n * kBlockN;
     for (int i = ctid % 128; i < (kBlockN - r0) * kChunks; i += 128) {
       const int r = r0 + i / kChunks, c = (i % kChunks) * 8;
@@ -581,7 +601,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   cutlass::arch::NamedBarrier::arrive_and_wait(128 * Traits::kNumConsumerWG, 1);
   if (p.store_o_predicated) {
     // 16-byte chunks of the rows this sequence owns.
-    constexpr int kChunks = kHeadDim / 8;
+    constexpr int kChunks = Traits::kHeadDimV / 8;
     Element* out = static_cast<Element*>(attn.out);
     for (int i = ctid; i < (row_end - row_begin) * kChunks; i += 128 * Traits::kNumConsumerWG) {
       const int r = i / kChunks, c = (i % kChunks) * 8;
@@ -590,7 +610,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     }
   } else if (ctid == 0) {
     Tensor mO = p.tma_o.get_tma_tensor(p.layout_o.shape())(_, _, head, batch);
-    Tensor gO = local_tile(mO, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_block, _0{}));
+    Tensor gO =
+        local_tile(mO, Shape<Int<kBlockM>, Int<Traits::kHeadDimV>>{}, make_coord(m_block, _0{}));
     auto [tOg, tOs] = tma_partition(p.tma_o, _0{}, Layout<_1>{}, group_modes<0, 2>(sO),
                                     group_modes<0, 2>(gO));
     copy(p.tma_o, tOs, tOg);

@@ -21,6 +21,7 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
   constexpr int kBlockM = Traits::kBlockM;
   constexpr int kBlockN = Traits::kBlockN;
   constexpr int kHeadDim = Traits::kHeadDim;
+  constexpr int kHeadDimV = Traits::kHeadDimV;
   if (a.batch == 0 || a.seqlen_q == 0 || a.heads_q == 0) return cudaSuccess;
   if (a.q_varlen() && a.total_q == 0) return cudaSuccess;
 
@@ -51,17 +52,17 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
   p.tma_k = make_tma_copy(SM90_TMA_LOAD{}, mK, take<0, 2>(typename Traits::SmemLayoutK{}),
                           Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{});
   p.tma_v = make_tma_copy(SM90_TMA_LOAD{}, mV, take<0, 2>(typename Traits::SmemLayoutV{}),
-                          Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{});
+                          Shape<Int<kBlockN>, Int<kHeadDimV>>{}, _1{});
   p.tma_o = make_tma_copy(SM90_TMA_STORE{}, mO, typename Traits::SmemLayoutO{},
-                          Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{});
+                          Shape<Int<kBlockM>, Int<kHeadDimV>>{}, _1{});
   // Paged KV with page_size % kBlockN != 0 (page_size % 8 == 0, checked by the API): the
   // producer loads each stage as 8-row boxes (one page-table read per page touched).
   p.kv_row_groups = a.paged() && a.page_size % kBlockN != 0;
   if (p.kv_row_groups) {
-    p.tma_k_rows = make_tma_copy(SM90_TMA_LOAD{}, mK, typename Traits::SmemLayoutKVRows{},
+    p.tma_k_rows = make_tma_copy(SM90_TMA_LOAD{}, mK, typename Traits::SmemLayoutKRows{},
                                  Shape<Int<Traits::kRowGroup>, Int<kHeadDim>>{}, _1{});
-    p.tma_v_rows = make_tma_copy(SM90_TMA_LOAD{}, mV, typename Traits::SmemLayoutKVRows{},
-                                 Shape<Int<Traits::kRowGroup>, Int<kHeadDim>>{}, _1{});
+    p.tma_v_rows = make_tma_copy(SM90_TMA_LOAD{}, mV, typename Traits::SmemLayoutVRows{},
+                                 Shape<Int<Traits::kRowGroup>, Int<kHeadDimV>>{}, _1{});
   }
   p.attn = a;
   p.qhead_per_kvhead = a.heads_q / a.heads_kv;
@@ -84,13 +85,14 @@ inline bool fwd_is_local(const AttnParams& a) {
   return m.window_left >= 0 || m.window_right >= 0;
 }
 
-// The dispatched variants of one (dtype, head_dim) row of FA4_SM90_FWD_HDIM_TABLE.
-template <class Element, int kHeadDim, int kBlockN, int kStages, bool kOverlap, bool kPingPong>
+// The dispatched variants of one (dtype, head_dim, head_dim_v) row of FA4_SM90_FWD_HDIM_TABLE.
+template <class Element, int kHeadDim, int kHeadDimV, int kBlockN, int kStages, bool kOverlap,
+          bool kPingPong>
 cudaError_t run_fwd_hdim_impl(const AttnParams& a, cudaStream_t stream) {
   const bool local = fwd_is_local(a);
   const bool softcap = a.softcap > 0.f;
 #define FA4_SM90_LAUNCH(LOCAL, SOFTCAP)                                                     \
-  return launch_fwd<FwdTraits<Element, kHeadDim, kBlockN, kStages, LOCAL, SOFTCAP,          \
+  return launch_fwd<FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages, LOCAL, SOFTCAP, \
                               kDefaultRescale, kDefaultPolyPer8, kOverlap, kPingPong>>(a, stream)
   if (local) {
     if (softcap) FA4_SM90_LAUNCH(true, true);
@@ -103,13 +105,13 @@ cudaError_t run_fwd_hdim_impl(const AttnParams& a, cudaStream_t stream) {
 
 }  // namespace fa4::sm90
 
-// Body of one instantiation unit: run_fwd_hdim<ELEMENT, HDIM> with the row's tile config.
-#define FA4_SM90_DEFINE_RUN_FWD_HDIM(ELEMENT, HDIM)                                         \
-  namespace fa4::sm90 {                                                                     \
-  template <>                                                                               \
-  cudaError_t run_fwd_hdim<ELEMENT, HDIM>(const AttnParams& a, cudaStream_t stream) {        \
-    using C = HdimConfig<HDIM>;                                                             \
-    return run_fwd_hdim_impl<ELEMENT, HDIM, C::kBlockN, C::kStages, C::kOverlap,            \
-                             C::kPingPong>(a, stream);                                      \
-  }                                                                                         \
+// Body of one instantiation unit: run_fwd_hdim<ELEMENT, HDIM, HDIM_V> with the row's tile config.
+#define FA4_SM90_DEFINE_RUN_FWD_HDIM(ELEMENT, HDIM, HDIM_V)                                    \
+  namespace fa4::sm90 {                                                                        \
+  template <>                                                                                  \
+  cudaError_t run_fwd_hdim<ELEMENT, HDIM, HDIM_V>(const AttnParams& a, cudaStream_t stream) {   \
+    using C = HdimConfig<HDIM, HDIM_V>;                                                        \
+    return run_fwd_hdim_impl<ELEMENT, HDIM, HDIM_V, C::kBlockN, C::kStages, C::kOverlap,       \
+                             C::kPingPong>(a, stream);                                         \
+  }                                                                                            \
   }

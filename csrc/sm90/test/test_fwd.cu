@@ -402,13 +402,13 @@ namespace v {
 using namespace fa4::sm90;
 template <bool Local, bool Rescale, int Poly, bool Overlap, bool PingPong = Overlap>
 cudaError_t run(const AttnParams& a, cudaStream_t s) {
-  return launch_fwd<FwdTraits<cutlass::bfloat16_t, 128, HdimConfig<128>::kBlockN, HdimConfig<128>::kStages,
+  return launch_fwd<FwdTraits<cutlass::bfloat16_t, 128, 128, HdimConfig<128, 128>::kBlockN, HdimConfig<128, 128>::kStages,
                               Local, false, Rescale, Poly, Overlap, PingPong>>(a, s);
 }
 // Tile / scheduling variants for the large head dims (bf16, no mask, default FA4 switches).
 template <int D, int BN, bool Overlap, bool PingPong>
 cudaError_t run_tile(const AttnParams& a, cudaStream_t s) {
-  return launch_fwd<FwdTraits<cutlass::bfloat16_t, D, BN, 2, false, false, true, 0, Overlap, PingPong>>(a, s);
+  return launch_fwd<FwdTraits<cutlass::bfloat16_t, D, D, BN, 2, false, false, true, 0, Overlap, PingPong>>(a, s);
 }
 }  // namespace v
 
