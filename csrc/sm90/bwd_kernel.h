@@ -284,6 +284,15 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   const int m_lo = row_lo / kBlockM;
   const int m_hi = (row_hi + kBlockM - 1) / kBlockM;
   const int group = p.qhead_per_kvhead;
+  // Default (non-deterministic) mode: key block n starts its sweep at the (n mod count)-th query
+  // block, so the CTAs of one head do not all reduce-add into the same dQ rows at the same time.
+  // Deterministic mode keeps increasing order (the semaphore chain assumes it).
+  const int num_m = m_hi - m_lo;
+  const int m_shift = attn.deterministic ? 0 : n_block % num_m;
+  auto query_block = [&](int i) {
+    const int j = i + m_shift;
+    return m_lo + (j >= num_m ? j - num_m : j);
+  };
 
   if (threadIdx.x == 0) {
     prefetch_tma_descriptor(p.tma_q.get_tma_descriptor());
@@ -339,7 +348,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       for (int h = head_kv * group; h < (head_kv + 1) * group; ++h) {
         Tensor mQ = p.tma_q.get_tma_tensor(p.layout_q.shape())(_, _, h, q_varlen ? 0 : batch);
         Tensor mdO = p.tma_do.get_tma_tensor(p.layout_do.shape())(_, _, h, q_varlen ? 0 : batch);
-        for (int m = m_lo; m < m_hi; ++m) {
+        for (int i = 0; i < num_m; ++i) {
+          const int m = query_block(i);
           Tensor gQ = local_tile(domain_offset(make_coord(q_row0, _0{}), mQ),
                                  Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m, _0{}));
           Tensor gdO = local_tile(domain_offset(make_coord(q_row0, _0{}), mdO),
@@ -368,7 +378,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       const int total = group * (m_hi - m_lo);
       int iter = 0;
       for (int h = head_kv * group; h < (head_kv + 1) * group; ++h) {
-        for (int m = m_lo; m < m_hi; ++m, ++iter) {
+        for (int i = 0; i < num_m; ++i, ++iter) {
+          const int m = query_block(i);
           cutlass::arch::NamedBarrier::sync(kThreads, kBarDQFull);
           if (threadIdx.x == 32) {
             float* dq_acc = scratch.dq_accum +
@@ -473,7 +484,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   PipelineState rd;
   int iter = 0;
   for (int h = head_kv * group; h < (head_kv + 1) * group; ++h) {
-    for (int m = m_lo; m < m_hi; ++m, ++iter) {
+    for (int i = 0; i < num_m; ++i, ++iter) {
+      const int m = query_block(i);
       const int m0 = m * kBlockM;
       const int stage = rd.index();
       const int ds_buf = iter % 2;
