@@ -568,15 +568,18 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       }
       Tensor tdQrdQ = partition_fragment_C(mma_dq, select<0, 1>(typename Traits::TileShapedQ{}));
       wg_gemm<true, -1>(mma_dq, tdQrdS(_, _, _, ds_buf), tdQrK, tdQrdQ);
-      warpgroup_wait<0>();
+      // dV and dK (the two older groups) done: this stage's Q and dO are no longer read, so the
+      // producer can refill it while dQ runs and is staged.
+      warpgroup_wait<1>();
       warpgroup_fence_operand(tPrP);  // the register A operands (kBlockN = 128) stay live until here
       warpgroup_fence_operand(tdSrdS);
       warpgroup_fence_operand(tdVrdV);
       warpgroup_fence_operand(tdKrdK);
-      warpgroup_fence_operand(tdQrdQ);
       pipe_q.consumer_release(rd);
       pipe_do.consumer_release(rd);
       ++rd;
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tdQrdQ);
 
       // Stage dQ_partial for the dQ warp (after it has consumed the previous one).
       constexpr int kDQThreads = kConsumerThreads + 32;
