@@ -11,6 +11,7 @@
 #include "sm90/bwd_dispatch.h"
 #include "sm90/bwd_kernel.h"
 #include "sm90/gmem_layout.h"
+#include "sm90/variant_dispatch.h"
 
 namespace fa4::sm90 {
 
@@ -70,19 +71,10 @@ cudaError_t launch_bwd(const AttnBwdParams& a, const BwdScratch& scratch, cudaSt
 template <class Element, int kHeadDim, int kHeadDimV, int kBlockN, int kBlockM, int kStages>
 cudaError_t run_bwd_hdim_impl(const AttnBwdParams& a, const BwdScratch& scratch,
                               cudaStream_t stream) {
-  const MaskSpec m = make_mask(a.seqlen_q, a.seqlen_k, a.causal, a.window_left, a.window_right);
-  const bool local = m.window_left >= 0 || m.window_right >= 0;
-  const bool softcap = a.softcap > 0.f;
-#define FA4_SM90_LAUNCH_BWD(LOCAL, SOFTCAP) \
-  return launch_bwd<BwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kBlockM, kStages, LOCAL, \
-                             SOFTCAP>>(a, scratch, stream)
-  if (local) {
-    if (softcap) FA4_SM90_LAUNCH_BWD(true, true);
-    FA4_SM90_LAUNCH_BWD(true, false);
-  }
-  if (softcap) FA4_SM90_LAUNCH_BWD(false, true);
-  FA4_SM90_LAUNCH_BWD(false, false);
-#undef FA4_SM90_LAUNCH_BWD
+  return dispatch_local_softcap(has_local_mask(a), a.softcap > 0.f, [&](auto local, auto softcap) {
+    return launch_bwd<BwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kBlockM, kStages,
+                                decltype(local)::value, decltype(softcap)::value>>(a, scratch, stream);
+  });
 }
 
 }  // namespace fa4::sm90

@@ -11,6 +11,7 @@
 #include "sm90/fwd_dispatch.h"
 #include "sm90/fwd_kernel.h"
 #include "sm90/gmem_layout.h"
+#include "sm90/variant_dispatch.h"
 
 namespace fa4::sm90 {
 
@@ -80,27 +81,15 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-inline bool fwd_is_local(const AttnParams& a) {
-  const MaskSpec m = make_mask(a.seqlen_q, a.seqlen_k, a.causal, a.window_left, a.window_right);
-  return m.window_left >= 0 || m.window_right >= 0;
-}
-
 // The dispatched variants of one (dtype, head_dim, head_dim_v) row of FA4_SM90_FWD_HDIM_TABLE.
 template <class Element, int kHeadDim, int kHeadDimV, int kBlockN, int kStages, bool kOverlap,
           bool kPingPong>
 cudaError_t run_fwd_hdim_impl(const AttnParams& a, cudaStream_t stream) {
-  const bool local = fwd_is_local(a);
-  const bool softcap = a.softcap > 0.f;
-#define FA4_SM90_LAUNCH(LOCAL, SOFTCAP)                                                     \
-  return launch_fwd<FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages, LOCAL, SOFTCAP, \
-                              kDefaultRescale, kDefaultPolyPer8, kOverlap, kPingPong>>(a, stream)
-  if (local) {
-    if (softcap) FA4_SM90_LAUNCH(true, true);
-    FA4_SM90_LAUNCH(true, false);
-  }
-  if (softcap) FA4_SM90_LAUNCH(false, true);
-  FA4_SM90_LAUNCH(false, false);
-#undef FA4_SM90_LAUNCH
+  return dispatch_local_softcap(has_local_mask(a), a.softcap > 0.f, [&](auto local, auto softcap) {
+    return launch_fwd<FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages,
+                                decltype(local)::value, decltype(softcap)::value, kDefaultRescale,
+                                kDefaultPolyPer8, kOverlap, kPingPong>>(a, stream);
+  });
 }
 
 }  // namespace fa4::sm90
