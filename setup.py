@@ -97,6 +97,7 @@ CUTLASS = find_cutlass()
 NVCC, CUDA_HOME = find_nvcc()
 ARCHS = cuda_archs(NVCC)
 ARCH_SOURCES = {arch: cuda_sources(arch) for arch in ARCHS}
+HAS_SM90 = bool(ARCH_SOURCES.get("90a"))
 HAS_SM90_FWD = any("fwd" in os.path.basename(s) for s in ARCH_SOURCES.get("90a", []))
 HAS_SM90_BWD = any("bwd" in os.path.basename(s) for s in ARCH_SOURCES.get("90a", []))
 WITH_CUDA = NVCC is not None
@@ -114,6 +115,7 @@ def write_build_config():
     kernels = [f"sm{arch}:{os.path.splitext(os.path.basename(s))[0]}" for arch, srcs in ARCH_SOURCES.items() for s in srcs]
     fields = {
         "FA4_WITH_CUDA": int(WITH_CUDA),
+        "FA4_WITH_SM90": int(HAS_SM90),
         "FA4_WITH_SM90_FWD": int(HAS_SM90_FWD),
         "FA4_WITH_SM90_BWD": int(HAS_SM90_BWD),
     }

@@ -122,6 +122,18 @@ def test_exp2_poly_relative_error():
     assert math.isclose(torch.ops.fa4.exp2_poly(edge)[4].item(), 256.0, rel_tol=2e-4)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_exp2_poly_device_build_matches_host_build():
+    """The kernels' exp2_poly (device build, no FRND/F2I) is the host's function, bit for bit."""
+    x = torch.linspace(-130.0, 127.0, 4_000_001, dtype=torch.float32)
+    x = torch.cat([x, torch.rand(2_000_000) * 2 - 1, -torch.rand(2_000_000) * 30,
+                   torch.tensor([float("-inf"), -126.0, -126.00001, 127.0, -0.0, 1e-30, -1e-30])])
+    host = torch.ops.fa4.exp2_poly(x)
+    device = torch.ops.fa4.exp2_poly(x.cuda()).cpu()
+    mismatch = (host.view(torch.int32) != device.view(torch.int32)).nonzero()
+    assert mismatch.numel() == 0, f"{mismatch.numel()} mismatches, first at x={x[mismatch[0]].item()!r}"
+
+
 def test_build_info():
     info = fa.build_info()
     assert info["version"] == fa.__version__

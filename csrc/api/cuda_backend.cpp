@@ -14,6 +14,9 @@
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #endif
+#if FA4_WITH_SM90
+#include "sm90/common_math_launch.h"
+#endif
 #if FA4_WITH_SM90_FWD
 #include "sm90/fwd_launch.h"
 #endif
@@ -109,6 +112,16 @@ void run_bwd_cuda(const AttnBwdParams& params, const Tensor& like) {
 #endif
 }
 
+void run_exp2_poly_cuda(const float* x, float* y, int64_t n, int device) {
+  torch::stable::accelerator::DeviceGuard guard(device);
+#if FA4_WITH_SM90
+  check_cuda(fa4::sm90::run_exp2_poly(x, y, n, current_stream(device)), "exp2_poly launch");
+#else
+  FA4_CHECK_IMPLEMENTED(false, "no CUDA kernels are built in this build (built archs: ",
+                        kCudaArchsJson, ")");
+#endif
+}
+
 #else  // no nvcc at build time
 
 namespace {
@@ -120,6 +133,7 @@ constexpr const char* kNoCuda =
 bool cuda_stream_capturing(int) { return false; }
 void run_fwd_cuda(const AttnParams&, int) { FA4_CHECK(false, kNoCuda); }
 void run_bwd_cuda(const AttnBwdParams&, const Tensor&) { FA4_CHECK(false, kNoCuda); }
+void run_exp2_poly_cuda(const float*, float*, int64_t, int) { FA4_CHECK(false, kNoCuda); }
 
 #endif
 

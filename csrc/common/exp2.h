@@ -39,13 +39,35 @@ FA4_HOST_DEVICE float float_from_bits(int32_t bits) {
 #endif
 }
 
+// floor(x) for the exponent. On the GPU without FRND / F2I: those conversions issue on the same
+// 16-per-clock unit as MUFU.EX2, so two of them per exponential would cost more of that unit than the
+// polynomial saves. Adding 1.5 * 2^23 with round-down leaves floor(x) in the low mantissa bits
+// (exact for |x| < 2^22); the host computes the same integer with floorf.
+struct Exp2Split {
+  float j;           // floor(x) as a float
+  int32_t j_shifted; // floor(x) << 23, ready to add to the exponent field
+};
+FA4_HOST_DEVICE Exp2Split exp2_split(float x) {
+#if defined(__CUDA_ARCH__)
+  constexpr float kRoundShift = 12582912.0f;  // 1.5 * 2^23: its ulp is 1
+  const float t = __fadd_rd(x, kRoundShift);
+  // t's low mantissa bits hold floor(x) + 2^22; shifted by 23 the 2^22 (and t's exponent) leave
+  // the 32-bit word, floor(x) << 23 stays.
+  return {t - kRoundShift, static_cast<int32_t>(static_cast<uint32_t>(float_bits(t)) << 23)};
+#else
+  const float j = floorf(x);
+  return {j, static_cast<int32_t>(static_cast<uint32_t>(static_cast<int32_t>(j)) << 23)};
+#endif
+}
+
 FA4_HOST_DEVICE float exp2_poly(float x) {
   if (!(x >= -126.0f)) return 0.0f;
-  const float j = floorf(x);
-  const float f = x - j;
+  const Exp2Split split = exp2_split(x);
+  const float f = x - split.j;
   const float p = fmaf(fmaf(fmaf(kExp2PolyC3, f, kExp2PolyC2), f, kExp2PolyC1), f, 1.0f);
   // p is in [1, 2): adding j to its biased exponent multiplies it by 2^j without touching the mantissa.
-  return float_from_bits(float_bits(p) + (static_cast<int32_t>(j) << 23));
+  return float_from_bits(static_cast<int32_t>(static_cast<uint32_t>(float_bits(p)) +
+                                              static_cast<uint32_t>(split.j_shifted)));
 }
 
 }  // namespace fa4
