@@ -1,14 +1,24 @@
 #!/bin/bash
 # Builds the standalone sm90 forward test: build.sh OUT_BINARY [JOBS]
 # Run from the repository root; CUTLASS headers from third_party/cutlass/include (or $CUTLASS_INC).
+# Links the dispatched kernels (instantiations/) and one ablation kernel per line of
+# ablation_variants.txt (ablation_variant.cu compiled with that line's -D settings).
 set -e
 OUTBIN=${1:-csrc/sm90/test/test_fwd}
 JOBS=${2:-2}
 CUT=${CUTLASS_INC:-third_party/cutlass/include}
 OBJ=$(mktemp -d)
 FLAGS="-std=c++17 -O3 -DNDEBUG -gencode=arch=compute_90a,code=sm_90a --expt-relaxed-constexpr --expt-extended-lambda -Xptxas -v -Icsrc -I$CUT"
-SRCS="csrc/sm90/test/test_fwd.cu csrc/sm90/fwd_api.cu $(ls csrc/sm90/instantiations/*.cu)"
-printf '%s\n' $SRCS | xargs -P "$JOBS" -I{} sh -c 'nvcc '"$FLAGS"' -c {} -o '"$OBJ"'/$(basename {} .cu).o > '"$OBJ"'/$(basename {} .cu).log 2>&1 || { cat '"$OBJ"'/$(basename {} .cu).log; exit 255; }'
+JOBLIST=$OBJ/jobs
+for src in csrc/sm90/test/test_fwd.cu csrc/sm90/fwd_api.cu csrc/sm90/instantiations/fwd_*.cu; do
+  echo "$src $(basename "$src" .cu)" >> "$JOBLIST"
+done
+grep -v '^#' csrc/sm90/test/ablation_variants.txt | while read -r d causal rescale poly pp; do
+  [ -n "$d" ] || continue
+  echo "csrc/sm90/test/ablation_variant.cu abl_d${d}_c${causal}_r${rescale}_p${poly}_pp${pp} -DABL_D=$d -DABL_CAUSAL=$causal -DABL_RESCALE=$rescale -DABL_POLY=$poly -DABL_PP=$pp" >> "$JOBLIST"
+done
+export FLAGS OBJ
+xargs -P "$JOBS" -L 1 sh -c 'src=$0; name=$1; shift; nvcc $FLAGS "$@" -c $src -o $OBJ/$name.o > $OBJ/$name.log 2>&1 || { cat $OBJ/$name.log; exit 255; }' < "$JOBLIST"
 cat $OBJ/*.log > ${OUTBIN}.ptxas.log
 nvcc -gencode=arch=compute_90a,code=sm_90a $OBJ/*.o -o $OUTBIN
-echo "built $OUTBIN"
+echo "built $OUTBIN ($(grep -c . "$JOBLIST") objects)"

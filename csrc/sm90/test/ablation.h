@@ -1,0 +1,27 @@
+// Registry of the FA4-switch ablation kernels (bf16): each ablation_variant.cu object, compiled with
+// its own -D settings by build.sh, adds one entry; `test_fwd ablation` times them all.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <vector>
+
+#include "common/params.h"
+
+namespace fa4::sm90::ablation {
+
+struct Variant {
+  int head_dim;
+  bool causal;
+  bool rescale;  // conditional rescaling (threshold log2(256)) vs always rescale
+  int poly_per8; // exponentials of every 8 computed by exp2_poly on the FMA pipe
+  bool ping_pong;
+  cudaError_t (*run)(const AttnParams&, cudaStream_t);
+};
+
+inline std::vector<Variant>& variants() {
+  static std::vector<Variant> v;
+  return v;
+}
+
+}  // namespace fa4::sm90::ablation
