@@ -82,16 +82,22 @@ def test_fwd_varlen(dtype, causal):
         assert_tolerance(f"out[{b}]", out[rows][None], ref, low, atol=1e-3)
 
 
-@pytest.mark.parametrize("page_size", [1, 16, 64, 256, 48])
-def test_fwd_paged(page_size):
+# Page sizes of every producer path: whole-tile TMA boxes (multiples of kBlockN), 8-row boxes
+# (multiples of 8) and 16-byte row chunks (anything else, powers of two or not), across the swizzle
+# atoms (d 64 / 128 / 256: 128B, d 96: 64B) and d != d_v.
+@pytest.mark.parametrize("page_size,d,d_v", [(1, 128, 128), (16, 128, 128), (64, 128, 128),
+                                             (256, 128, 128), (48, 128, 128), (100, 128, 128),
+                                             (1, 64, 64), (7, 96, 96), (3, 256, 256),
+                                             (5, 192, 128), (12, 64, 64)])
+def test_fwd_paged(page_size, d, d_v):
     torch.manual_seed(0)
     lens_k = [700, 1, 2000]
-    b, sq, hq, hkv, d = 3, 128, 8, 2, 128
+    b, sq, hq, hkv = 3, 128, 8, 2
     pages_per_seq = -(-max(lens_k) // page_size)
     num_pages = b * pages_per_seq
     table = torch.randperm(num_pages, device="cuda").view(b, pages_per_seq).to(torch.int32)
     k_pages = torch.randn(num_pages, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)
-    v_pages = torch.randn(num_pages, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)
+    v_pages = torch.randn(num_pages, page_size, hkv, d_v, device="cuda", dtype=torch.bfloat16)
     q = torch.randn(b * sq, hq, d, device="cuda", dtype=torch.bfloat16)
     cu_q = make_cu_seqlens([sq] * b, "cuda")
     used_k = torch.tensor(lens_k, dtype=torch.int32, device="cuda")
@@ -99,7 +105,7 @@ def test_fwd_paged(page_size):
         q, k_pages, v_pages, cu_q, None, sq, None, causal=True, seqused_k=used_k, page_table=table), "cuda")
     for i in range(b):
         k = k_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
-        v = v_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
+        v = v_pages[table[i].long()].reshape(-1, hkv, d_v)[: lens_k[i]][None]
         qi = q[i * sq:(i + 1) * sq][None]
         ref, _ = attention_ref(qi, k, v, causal=True, compute_dtype=torch.float32)
         low, _ = attention_ref(qi, k, v, causal=True, compute_dtype=torch.bfloat16)

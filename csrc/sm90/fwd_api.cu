@@ -45,29 +45,20 @@ cudaError_t clear_unowned_rows(const AttnParams& a, cudaStream_t stream) {
 const char* fwd_unsupported_reason(const AttnParams& a) {
   if (a.dtype != DType::kFloat16 && a.dtype != DType::kBFloat16)
     return "supports only float16 and bfloat16";
-  int block_n = 0;
-  const char* page_msg = "";
-#define FA4_SM90_BUILT(D, DV, BN, ST, OVL, PP)                                              \
-  if (a.head_dim == D && a.head_dim_v == DV) {                                            \
-    block_n = BN;                                                                         \
-    page_msg = "paged KV with head_dim " #D " needs page_size % 8 == 0 "    \
-               "(or a multiple of " #BN "): 8-row TMA boxes into the swizzled K/V tile";  \
-  }
+  bool built = false;
+#define FA4_SM90_BUILT(D, DV, BN, ST, OVL, PP) built |= a.head_dim == D && a.head_dim_v == DV;
   FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_BUILT)
 #undef FA4_SM90_BUILT
-  if (block_n == 0)
+  if (!built)
     return "this (head_dim, head_dim_v) is not built (d = d_v in 64, 96, 128, 192, 256, and "
            "192 / 128 are)";
   // Varlen keys (cu_seqlens_k without a page table): K/V are one (total_k)-row sequence.
   const bool k_varlen = a.cu_seqlens_k != nullptr && !a.paged();
   if (k_varlen && a.total_k < 0) return "varlen keys need total_k >= 0";
-  if (a.paged()) {
-    if (a.page_size <= 0 || a.num_pages <= 0 || a.page_table_cols < 0)
-      return "paged KV needs page_size > 0 and num_pages > 0";
-    // page_size % kBlockN == 0: one TMA box per stage; else 8-row boxes (one per swizzle-atom
-    // row block), which needs every 8-row group inside one page.
-    if (a.page_size % block_n != 0 && a.page_size % 8 != 0) return page_msg;
-  }
+  // Paged KV: any page size (whole-tile TMA boxes, 8-row boxes or 16-byte row chunks, see
+  // fwd_launch_template.h).
+  if (a.paged() && (a.page_size <= 0 || a.num_pages <= 0 || a.page_table_cols < 0))
+    return "paged KV needs page_size > 0 and num_pages > 0";
   if (a.heads_kv <= 0 || a.heads_q % a.heads_kv != 0) return "heads_q must be a multiple of heads_kv";
   if (a.batch > 65535 || a.heads_q > 65535) return "batch and heads must be <= 65535";
   if (a.seqlen_q < 0 || a.seqlen_k < 0) return "negative sequence length";

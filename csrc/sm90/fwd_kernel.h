@@ -172,6 +172,7 @@ struct FwdKernelParams {
   bool store_o_predicated;  // rows past q_len(b) belong to someone else: no TMA store of O
   bool zero_v_tail;         // V rows past k_len(b) may hold anything (NaN, next sequence): clear them in smem
   bool kv_row_groups;       // paged with page_size % kBlockN != 0 (page_size % 8 == 0): 8-row TMA boxes
+  bool kv_gather;           // paged with page_size % 8 != 0: 16-byte bulk copies by the producer warp
 };
 
 // Per-thread softmax over the two rows it holds of a 64-row warpgroup tile.
@@ -227,6 +228,30 @@ struct ThreadSoftmax {
     }
   }
 };
+
+// Keys [key0, key0 + kBlockN) of one head of paged K or V (base: the head's first element of page 0)
+// into the swizzled stage tile sX, as 16-byte chunks, each lane of the calling warp taking every
+// 32nd row. Each copy completes its bytes on `bar` like a TMA box. Rows past the page table
+// (beyond k_len: masked / zeroed by the consumers) copy the last mapped row so the stage's byte
+// count is complete.
+template <int kBlockN, class Element, class SmemTile>
+__device__ __forceinline__ void gather_paged_rows(Element const* base, int64_t page_stride,
+                                                  int64_t row_stride, const int32_t* page_table,
+                                                  AttnParams const& attn, int key0, SmemTile sX,
+                                                  uint64_t* bar) {
+  constexpr int kChunks = decltype(size<1>(sX))::value / 8;  // 16-byte chunks per row
+  const int cap = attn.page_table_cols * attn.page_size;
+#pragma unroll 1
+  for (int r = threadIdx.x % 32; r < kBlockN; r += 32) {
+    const int key = min(key0 + r, cap - 1);
+    const int page = page_table[key / attn.page_size];
+    Element const* src = base + page * page_stride + (key % attn.page_size) * row_stride;
+#pragma unroll 1
+    for (int c = 0; c < kChunks; ++c) {
+      SM90_BULK_COPY_G2S::copy(src + c * 8, bar, &sX(r, c * 8), 16);  // swizzle keeps chunks whole
+    }
+  }
+}
 
 // ------------------------------------------------------------------------------------------------
 // The kernel
@@ -300,7 +325,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   if (wg == 0) {
     // ------------------------------------------------------------------ producer
     cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegs>();
-    if (threadIdx.x == 0) {
+    // Thread 0 issues every TMA load and drives the pipelines. Paged KV whose pages do not hold
+    // whole 8-row swizzle-atom row blocks (kv_gather) is loaded by the whole warp instead.
+    const bool leader = threadIdx.x == 0;
+    if (leader || (p.kv_gather && threadIdx.x < 32)) {
       const bool q_varlen = attn.q_varlen();
       Tensor mQ = p.tma_q.get_tma_tensor(p.layout_q.shape())(_, _, head, q_varlen ? 0 : batch);
       Tensor mQb = domain_offset(make_coord(q_varlen ? attn.cu_seqlens_q[batch] : 0, _0{}), mQ);
@@ -315,10 +343,35 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
                                       group_modes<0, 2>(gQ));
       if (n_max > n_min) {
-        ss.barrier_q.arrive_and_expect_tx(Traits::kTmaBytesQ);
-        copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);
+        if (leader) {
+          ss.barrier_q.arrive_and_expect_tx(Traits::kTmaBytesQ);
+          copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);
+        }
         PipelineState wr = cutlass::make_producer_start_state<Pipeline>();
-        if (p.kv_row_groups) {
+        if (p.kv_gather) {
+          // Paged, page_size % 8 != 0: not every page starts on an 8-row swizzle-atom boundary of
+          // the stage tile, where a TMA box would have to start, so the warp gathers the rows.
+          const int32_t* pt = attn.page_table + batch * attn.page_table_batch_stride;
+          Element const* k_base =
+              static_cast<Element const*>(attn.k) + head_kv * attn.k_head_stride;
+          Element const* v_base =
+              static_cast<Element const*>(attn.v) + head_kv * attn.v_head_stride;
+          for (int n = n_max - 1; n >= n_min; --n) {
+            // The leader's acquire waits for the consumers to free the stage and arms its
+            // barrier with the stage's bytes; the lanes copy after it.
+            if (leader) pipe_k.producer_acquire(wr);
+            __syncwarp();
+            gather_paged_rows<kBlockN>(k_base, attn.k_batch_stride, attn.k_row_stride, pt, attn,
+                                       n * kBlockN, sK(_, _, wr.index()),
+                                       pipe_k.producer_get_barrier(wr));
+            if (leader) pipe_v.producer_acquire(wr);
+            __syncwarp();
+            gather_paged_rows<kBlockN>(v_base, attn.v_batch_stride, attn.v_row_stride, pt, attn,
+                                       n * kBlockN, sV(_, _, wr.index()),
+                                       pipe_v.producer_get_barrier(wr));
+            ++wr;
+          }
+        } else if (p.kv_row_groups) {
           // Paged, page_size % kBlockN != 0: kBlockN / 8 boxes of 8 rows per stage, each from the
           // page holding its first key. Groups past the page table (beyond k_len, masked / zeroed
           // in the consumers) reload the last 8 mapped rows so the stage's byte count is complete.

@@ -56,9 +56,11 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
                           Shape<Int<kBlockN>, Int<kHeadDimV>>{}, _1{});
   p.tma_o = make_tma_copy(SM90_TMA_STORE{}, mO, typename Traits::SmemLayoutO{},
                           Shape<Int<kBlockM>, Int<kHeadDimV>>{}, _1{});
-  // Paged KV with page_size % kBlockN != 0 (page_size % 8 == 0, checked by the API): the
-  // producer loads each stage as 8-row boxes (one page-table read per page touched).
-  p.kv_row_groups = a.paged() && a.page_size % kBlockN != 0;
+  // Paged KV with page_size % kBlockN != 0: the producer loads each stage as 8-row boxes (one
+  // page-table read per page touched) when pages hold whole 8-row blocks, else as 16-byte row
+  // chunks gathered by the producer warp.
+  p.kv_gather = a.paged() && a.page_size % Traits::kRowGroup != 0;
+  p.kv_row_groups = a.paged() && a.page_size % kBlockN != 0 && !p.kv_gather;
   if (p.kv_row_groups) {
     p.tma_k_rows = make_tma_copy(SM90_TMA_LOAD{}, mK, typename Traits::SmemLayoutKRows{},
                                  Shape<Int<Traits::kRowGroup>, Int<kHeadDim>>{}, _1{});

@@ -366,11 +366,12 @@ static double flops(const Case& c) {
   return 4.0 * pairs * c.d * c.hq * c.batch;
 }
 
-// Two timings of the same launch. `ms`: the benchmark's convention (python -m flash_attn4.bench,
+// Three timings of the same launch. `ms`: the benchmark's convention (python -m flash_attn4.bench,
 // triton's do_bench): ~100 ms of warm-up, then the median of per-launch CUDA events over ~300 ms of
 // launches, L2 flushed (256 MiB memset) before each. `ms_burst`: the mean of 10 back-to-back launches
 // after 3 warm-up launches, no flush (the first harness's method). `ms_noflush`: as `ms` without the
-// flush. All three are printed because the two methods disagreed by ~10 % (bench/PERF_NOTES.md).
+// flush. All three are printed because the first two methods disagreed by ~10 %: the burst runs
+// before the clock settles under load (bench/PERF_NOTES.md, 2026-11-23).
 static void time_kernel(Runner run, const AttnParams& a, double* ms, double* ms_noflush,
                         double* ms_burst) {
   static void* flush = nullptr;
