@@ -43,7 +43,7 @@ using namespace cute;
 // ------------------------------------------------------------------------------------------------
 template <class Element_, int kHeadDim_, int kHeadDimV_, int kBlockN_, int kStages_, bool kIsLocal_,
           bool kHasSoftcap_, bool kRescale_ = true, int kPolyPer8_ = 0, bool kOverlap_ = true,
-          bool kPingPong_ = kOverlap_>
+          bool kPingPong_ = kOverlap_, bool kGather_ = false>
 struct FwdTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;    // of q and k
@@ -59,6 +59,10 @@ struct FwdTraits {
   // Inter-warpgroup ping-pong: the two consumer warpgroups take turns issuing their GEMMs (named
   // barriers), so one warpgroup's softmax runs under the other's tensor-core work.
   static constexpr bool kPingPong = kPingPong_;
+  // Paged KV whose page_size is not a multiple of 8: the producer warp gathers K/V rows with
+  // 16-byte bulk copies instead of TMA boxes (gather_paged_rows). A kernel of its own, so that the
+  // TMA kernels' register allocation stays as it is.
+  static constexpr bool kGather = kGather_;
   static_assert(!kPingPong || kOverlap, "ping-pong is built on the overlapped main loop");
   static_assert(kPolyPer8 >= 0 && kPolyPer8 <= 8);
   static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256);
@@ -172,7 +176,6 @@ struct FwdKernelParams {
   bool store_o_predicated;  // rows past q_len(b) belong to someone else: no TMA store of O
   bool zero_v_tail;         // V rows past k_len(b) may hold anything (NaN, next sequence): clear them in smem
   bool kv_row_groups;       // paged with page_size % kBlockN != 0 (page_size % 8 == 0): 8-row TMA boxes
-  bool kv_gather;           // paged with page_size % 8 != 0: 16-byte bulk copies by the producer warp
 };
 
 // Per-thread softmax over the two rows it holds of a 64-row warpgroup tile.
@@ -325,10 +328,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   if (wg == 0) {
     // ------------------------------------------------------------------ producer
     cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegs>();
-    // Thread 0 issues every TMA load and drives the pipelines. Paged KV whose pages do not hold
-    // whole 8-row swizzle-atom row blocks (kv_gather) is loaded by the whole warp instead.
+    // Thread 0 issues every TMA load and drives the pipelines. The gather kernel (paged KV whose
+    // pages do not hold whole 8-row swizzle-atom blocks) loads K/V with the whole first warp.
     const bool leader = threadIdx.x == 0;
-    if (leader || (p.kv_gather && threadIdx.x < 32)) {
+    if (leader || (Traits::kGather && threadIdx.x < 32)) {
       const bool q_varlen = attn.q_varlen();
       Tensor mQ = p.tma_q.get_tma_tensor(p.layout_q.shape())(_, _, head, q_varlen ? 0 : batch);
       Tensor mQb = domain_offset(make_coord(q_varlen ? attn.cu_seqlens_q[batch] : 0, _0{}), mQ);
@@ -348,17 +351,17 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);
         }
         PipelineState wr = cutlass::make_producer_start_state<Pipeline>();
-        if (p.kv_gather) {
-          // Paged, page_size % 8 != 0: not every page starts on an 8-row swizzle-atom boundary of
-          // the stage tile, where a TMA box would have to start, so the warp gathers the rows.
+        if constexpr (Traits::kGather) {
+          // Not every page starts on an 8-row swizzle-atom boundary of the stage tile, where a TMA
+          // box would have to start, so the warp gathers the K/V rows. The leader's acquire waits
+          // for the consumers to free a stage and arms its barrier with the stage's bytes; the
+          // lanes copy after it.
           const int32_t* pt = attn.page_table + batch * attn.page_table_batch_stride;
           Element const* k_base =
               static_cast<Element const*>(attn.k) + head_kv * attn.k_head_stride;
           Element const* v_base =
               static_cast<Element const*>(attn.v) + head_kv * attn.v_head_stride;
           for (int n = n_max - 1; n >= n_min; --n) {
-            // The leader's acquire waits for the consumers to free the stage and arms its
-            // barrier with the stage's bytes; the lanes copy after it.
             if (leader) pipe_k.producer_acquire(wr);
             __syncwarp();
             gather_paged_rows<kBlockN>(k_base, attn.k_batch_stride, attn.k_row_stride, pt, attn,

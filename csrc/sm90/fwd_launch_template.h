@@ -56,11 +56,9 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
                           Shape<Int<kBlockN>, Int<kHeadDimV>>{}, _1{});
   p.tma_o = make_tma_copy(SM90_TMA_STORE{}, mO, typename Traits::SmemLayoutO{},
                           Shape<Int<kBlockM>, Int<kHeadDimV>>{}, _1{});
-  // Paged KV with page_size % kBlockN != 0: the producer loads each stage as 8-row boxes (one
-  // page-table read per page touched) when pages hold whole 8-row blocks, else as 16-byte row
-  // chunks gathered by the producer warp.
-  p.kv_gather = a.paged() && a.page_size % Traits::kRowGroup != 0;
-  p.kv_row_groups = a.paged() && a.page_size % kBlockN != 0 && !p.kv_gather;
+  // Paged KV with page_size % kBlockN != 0 (and % 8 == 0, else the gather kernel runs): the
+  // producer loads each stage as 8-row boxes (one page-table read per page touched).
+  p.kv_row_groups = !Traits::kGather && a.paged() && a.page_size % kBlockN != 0;
   if (p.kv_row_groups) {
     p.tma_k_rows = make_tma_copy(SM90_TMA_LOAD{}, mK, typename Traits::SmemLayoutKRows{},
                                  Shape<Int<Traits::kRowGroup>, Int<kHeadDim>>{}, _1{});
@@ -87,6 +85,16 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
 template <class Element, int kHeadDim, int kHeadDimV, int kBlockN, int kStages, bool kOverlap,
           bool kPingPong>
 cudaError_t run_fwd_hdim_impl(const AttnParams& a, cudaStream_t stream) {
+  if (a.paged() && a.page_size % 8 != 0) {
+    // Pages that do not hold whole 8-row blocks: the gather kernel, built with the local mask
+    // path only (it also serves causal-free, window-free masks) to keep the build small.
+    auto launch = [&](auto softcap) {
+      return launch_fwd<FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages, true,
+                                  decltype(softcap)::value, kDefaultRescale, kDefaultPolyPer8,
+                                  kOverlap, kPingPong, /*kGather=*/true>>(a, stream);
+    };
+    return a.softcap > 0.f ? launch(std::true_type{}) : launch(std::false_type{});
+  }
   return dispatch_local_softcap(has_local_mask(a), a.softcap > 0.f, [&](auto local, auto softcap) {
     return launch_fwd<FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages,
                                 decltype(local)::value, decltype(softcap)::value, kDefaultRescale,
