@@ -89,7 +89,8 @@ def test_fwd_varlen(dtype, causal):
                                              (256, 128, 128), (48, 128, 128), (100, 128, 128),
                                              (1, 64, 64), (7, 96, 96), (3, 256, 256),
                                              (5, 192, 128), (12, 64, 64)])
-def test_fwd_paged(page_size, d, d_v):
+@pytest.mark.parametrize("causal,softcap", [(True, 0.0), (False, 20.0)])
+def test_fwd_paged(page_size, d, d_v, causal, softcap):
     torch.manual_seed(0)
     lens_k = [700, 1, 2000]
     b, sq, hq, hkv = 3, 128, 8, 2
@@ -102,13 +103,14 @@ def test_fwd_paged(page_size, d, d_v):
     cu_q = make_cu_seqlens([sq] * b, "cuda")
     used_k = torch.tensor(lens_k, dtype=torch.int32, device="cuda")
     out = run_or_skip_unimplemented(lambda: fa.flash_attn_varlen_func(
-        q, k_pages, v_pages, cu_q, None, sq, None, causal=True, seqused_k=used_k, page_table=table), "cuda")
+        q, k_pages, v_pages, cu_q, None, sq, None, causal=causal, softcap=softcap, seqused_k=used_k,
+        page_table=table), "cuda")
     for i in range(b):
         k = k_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
         v = v_pages[table[i].long()].reshape(-1, hkv, d_v)[: lens_k[i]][None]
         qi = q[i * sq:(i + 1) * sq][None]
-        ref, _ = attention_ref(qi, k, v, causal=True, compute_dtype=torch.float32)
-        low, _ = attention_ref(qi, k, v, causal=True, compute_dtype=torch.bfloat16)
+        ref, _ = attention_ref(qi, k, v, causal=causal, softcap=softcap, compute_dtype=torch.float32)
+        low, _ = attention_ref(qi, k, v, causal=causal, softcap=softcap, compute_dtype=torch.bfloat16)
         assert_tolerance(f"out[{i}]", out[i * sq:(i + 1) * sq][None], ref, low, atol=1e-3)
 
 
