@@ -1,0 +1,43 @@
+"""Representative sm90 forward cases for compute-sanitizer (memcheck / racecheck):
+    PYTHONPATH=. compute-sanitizer --tool memcheck python3 bench/sanitize_fwd.py
+Small shapes, every producer path: TMA boxes (batched tails, causal, GQA, softcap, sink), varlen with
+empty sequences, and paged KV through whole-tile boxes, 8-row boxes and the 16-byte gather."""
+import torch
+
+import flash_attn4 as fa
+
+
+def check(name, out):
+    torch.cuda.synchronize()
+    assert torch.isfinite(out).all(), name
+    print(f"{name}: ok", flush=True)
+
+
+def t(*shape, d=128):
+    return torch.randn(*shape, d, device="cuda", dtype=torch.bfloat16)
+
+
+torch.manual_seed(0)
+for d in (64, 96, 128, 192, 256):
+    q, k, v = t(2, 300, 4, d=d), t(2, 333, 2, d=d), t(2, 333, 2, d=d)
+    sink = torch.randn(4, device="cuda")
+    check(f"d{d} batched causal gqa softcap sink",
+          fa.flash_attn_func(q, k, v, causal=True, softcap=5.0, learnable_sink=sink))
+
+lens_q, lens_k = [0, 130, 1, 200], [7, 129, 0, 260]
+cu = lambda lens: torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), device="cuda", dtype=torch.int32)
+q, k, v = t(sum(lens_q), 4), t(sum(lens_k), 1), t(sum(lens_k), 1)
+check("varlen mqa window", fa.flash_attn_varlen_func(q, k, v, cu(lens_q), cu(lens_k), max(lens_q), max(lens_k),
+                                                     window_size=(40, 3)))
+
+lens_k = [300, 1, 517]
+used_k = torch.tensor(lens_k, dtype=torch.int32, device="cuda")
+for page_size, d, causal, softcap in [(256, 128, True, 0.0), (16, 128, False, 0.0), (3, 128, True, 0.0),
+                                      (5, 64, False, 20.0), (7, 256, True, 0.0), (1, 96, False, 0.0)]:
+    pages_per_seq = -(-max(lens_k) // page_size)
+    table = torch.randperm(3 * pages_per_seq, device="cuda").view(3, pages_per_seq).to(torch.int32)
+    k_pages, v_pages = t(3 * pages_per_seq, page_size, 2, d=d), t(3 * pages_per_seq, page_size, 2, d=d)
+    q = t(3 * 70, 4, d=d)
+    out = fa.flash_attn_varlen_func(q, k_pages, v_pages, cu([70] * 3), None, 70, None, causal=causal,
+                                    softcap=softcap, seqused_k=used_k, page_table=table)
+    check(f"paged page_size {page_size} d{d} causal={causal} softcap={softcap}", out)
