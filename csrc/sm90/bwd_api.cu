@@ -90,7 +90,7 @@ __global__ void bwd_convert_dq(AttnBwdParams a, BwdScratch s) {
   const float* acc = s.dq_accum + s.row_index(a, batch, head, row) * a.head_dim;
   T* dq = static_cast<T*>(a.dq) + a.dq_offset(batch, row, head);
   for (int c = lane * 4; c < a.head_dim; c += 32 * 4) {
-    const float4 v = *reinterpret_cast<const float4*>(acc + c);
+    const float4 v = *reinterpret_cast<const float4*>(acc + BwdScratch::dq_accum_col(row, c));
     dq[c] = T(v.x * a.softmax_scale);
     dq[c + 1] = T(v.y * a.softmax_scale);
     dq[c + 2] = T(v.z * a.softmax_scale);

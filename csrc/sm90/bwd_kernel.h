@@ -32,7 +32,9 @@
 #include <stdint.h>
 
 #include <cute/tensor.hpp>
+#include <cute/arch/copy_sm90.hpp>
 #include <cute/arch/copy_sm90_tma.hpp>
+#include <cute/atom/copy_traits_sm90.hpp>
 #include <cute/arch/mma_sm90.hpp>
 #include <cute/atom/copy_traits_sm90_tma.hpp>
 #include <cute/atom/mma_traits_sm90_gmma.hpp>
@@ -70,6 +72,7 @@ struct BwdTraits {
   static_assert(kBlockN == 128 || kBlockN == 64);
   static_assert(kBlockM == 64 || (kBlockM == 128 && !kSplitD));
   static_assert(BwdScratch::kAlignRows % kBlockM == 0);
+  static_assert(kHeadDim % 32 == 0, "dq_accum's column permutation works on groups of 32 floats");
 
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (kNumConsumerWG + 1);
@@ -434,9 +437,14 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   Tensor tdKrQ = thr_dk.partition_fragment_B(sQt);
   Tensor tdQrdS = thr_dq.partition_fragment_A(sdS);    // (MMA, M, K, buffer)
   Tensor tdQrK = thr_dq.partition_fragment_B(sKt);
-  Tensor tdSsdS = thr_sdp.partition_C(sdSt);           // where this thread's dS^T values go
+  // dS^T (and P^T when kSplitD) go to smem with stmatrix: 8x8 blocks whose rows (8 consecutive
+  // queries) are contiguous 16 bytes in the MN-major layout; one instruction per four blocks and
+  // 32-bit shared addresses instead of per-element generic stores.
+  auto smem_copy_ds = make_tiled_copy_C(Copy_Atom<SM90_U32x4_STSM_N, Element>{}, mma_sdp);
+  auto thr_copy_ds = smem_copy_ds.get_thread_slice(ctid);
+  Tensor tdSsdS = thr_copy_ds.partition_D(sdSt);       // (CPY, CPY_M, CPY_N, buffer)
   Tensor sPt = make_tensor(make_smem_ptr(ss.p.data()), typename Traits::SmemLayoutdSt{});
-  Tensor tPsP = thr_sdp.partition_C(sPt);                // kSplitD: where its P^T values go
+  Tensor tPsP = thr_copy_ds.partition_D(sPt);          // kSplitD
   // kSplitD: P^T and dS^T as the K-major smem A operands of dV and dK (descriptors).
   auto tdVrP = [&] {
     if constexpr (Traits::kSplitD) return thr_dv.partition_fragment_A(sPt);
@@ -549,49 +557,76 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       Tensor tdSrdS = make_tensor_like<Element>(tdPrdP);
       convert_frag(tSrS, tPrP);
       convert_frag(tdPrdP, tdSrdS);
-      copy(tdSrdS, tdSsdS(_, _, _, ds_buf));
+      copy(smem_copy_ds, thr_copy_ds.retile_S(tdSrdS), tdSsdS(_, _, _, ds_buf));
       if constexpr (Traits::kSplitD) {
         // dV and dK of this warpgroup's columns need P^T / dS^T of every query: exchange both
         // through shared memory.
-        copy(tPrP, tPsP(_, _, _, ds_buf));
+        copy(smem_copy_ds, thr_copy_ds.retile_S(tPrP), tPsP(_, _, _, ds_buf));
         cutlass::arch::fence_view_async_shared();  // visible to the GEMMs (async proxy)
         cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarDS);  // both halves written
         wg_gemm<false, -1>(mma_dv, tdVrP(_, _, _, ds_buf), tdVrdO(_, _, _, stage), tdVrdV);
-        wg_gemm<false, -1>(mma_dk, tdKrdS(_, _, _, ds_buf), tdKrQ(_, _, _, stage), tdKrdK);
       } else {
         cutlass::arch::fence_view_async_shared();  // dS visible to the dQ GEMM (async proxy)
         Tensor tPrPa = make_tensor(tPrP.data(), acc_as_a_operand(tPrP.layout()));
-        Tensor tdSrdSa = make_tensor(tdSrdS.data(), acc_as_a_operand(tdSrdS.layout()));
         wg_gemm<false, -1>(mma_dv, tPrPa, tdVrdO(_, _, _, stage), tdVrdV);
-        wg_gemm<false, -1>(mma_dk, tdSrdSa, tdKrQ(_, _, _, stage), tdKrdK);
         cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarDS);  // both halves of dS written
       }
+      auto issue_dk = [&] {
+        if constexpr (Traits::kSplitD) {
+          wg_gemm<false, -1>(mma_dk, tdKrdS(_, _, _, ds_buf), tdKrQ(_, _, _, stage), tdKrdK);
+        } else {
+          Tensor tdSrdSa = make_tensor(tdSrdS.data(), acc_as_a_operand(tdSrdS.layout()));
+          wg_gemm<false, -1>(mma_dk, tdSrdSa, tdKrQ(_, _, _, stage), tdKrdK);
+        }
+      };
       Tensor tdQrdQ = partition_fragment_C(mma_dq, select<0, 1>(typename Traits::TileShapedQ{}));
-      wg_gemm<true, -1>(mma_dq, tdQrdS(_, _, _, ds_buf), tdQrK, tdQrdQ);
-      // dV and dK (the two older groups) done: this stage's Q and dO are no longer read, so the
-      // producer can refill it while dQ runs and is staged.
-      warpgroup_wait<1>();
-      warpgroup_fence_operand(tPrP);  // the register A operands (kBlockN = 128) stay live until here
-      warpgroup_fence_operand(tdSrdS);
-      warpgroup_fence_operand(tdVrdV);
-      warpgroup_fence_operand(tdKrdK);
-      pipe_q.consumer_release(rd);
-      pipe_do.consumer_release(rd);
-      ++rd;
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tdQrdQ);
-
-      // Stage dQ_partial for the dQ warp (after it has consumed the previous one).
-      constexpr int kDQThreads = kConsumerThreads + 32;
-      if (iter > 0) cutlass::arch::NamedBarrier::sync(kDQThreads, kBarDQEmpty);
-      CUTE_UNROLL
-      for (int i = 0; i < size(tdQrdQ); i += 2) {
-        const int row = get<0>(tdQcdQ(i)), col = get<1>(tdQcdQ(i));
-        *reinterpret_cast<float2*>(&ss.dq[row * kHeadDim + col]) =
-            make_float2(tdQrdQ(i), tdQrdQ(i + 1));
+      // Stage dQ_partial for the dQ warp (after it has consumed the previous one), in
+      // dq_accum's permuted column order.
+      auto stage_dq = [&] {
+        constexpr int kDQThreads = kConsumerThreads + 32;
+        if (iter > 0) cutlass::arch::NamedBarrier::sync(kDQThreads, kBarDQEmpty);
+        CUTE_UNROLL
+        for (int i = 0; i < size(tdQrdQ); i += 2) {
+          const int row = get<0>(tdQcdQ(i)), col = get<1>(tdQcdQ(i));
+          *reinterpret_cast<float2*>(&ss.dq[row * kHeadDim + BwdScratch::dq_accum_col(row, col)]) =
+              make_float2(tdQrdQ(i), tdQrdQ(i + 1));
+        }
+        cutlass::arch::fence_view_async_shared();  // visible to the bulk copy (async proxy)
+        cutlass::arch::NamedBarrier::arrive(kDQThreads, kBarDQFull);
+      };
+      if constexpr (Traits::kStages > 1) {
+        // GEMM order dV, dQ, dK: dQ (which needs both warpgroups' dS) finishes while dK still
+        // runs, so staging dQ_partial (and waiting for the dQ warp to take the previous one)
+        // overlaps the dK GEMM instead of idling the tensor cores.
+        wg_gemm<true, -1>(mma_dq, tdQrdS(_, _, _, ds_buf), tdQrK, tdQrdQ);
+        issue_dk();
+        warpgroup_wait<2>();  // dV done: dO of this stage is no longer read
+        warpgroup_fence_operand(tPrP);  // the register A operand of dV (kBlockN = 128)
+        pipe_do.consumer_release(rd);
+        warpgroup_wait<1>();  // dQ done, dK still running
+        warpgroup_fence_operand(tdQrdQ);
+        stage_dq();
+        warpgroup_wait<0>();  // dK done: Q of this stage is no longer read
+        warpgroup_fence_operand(tdSrdS);
+        warpgroup_fence_operand(tdKrdK);
+        pipe_q.consumer_release(rd);
+      } else {
+        // One stage (d = 256): the producer's next Q / dO load waits for the release, so dV and
+        // dK go first and the stage is released while dQ runs and is staged.
+        issue_dk();
+        wg_gemm<true, -1>(mma_dq, tdQrdS(_, _, _, ds_buf), tdQrK, tdQrdQ);
+        warpgroup_wait<1>();  // dV, dK done
+        warpgroup_fence_operand(tPrP);
+        warpgroup_fence_operand(tdSrdS);
+        warpgroup_fence_operand(tdKrdK);
+        pipe_q.consumer_release(rd);
+        pipe_do.consumer_release(rd);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tdQrdQ);
+        stage_dq();
       }
-      cutlass::arch::fence_view_async_shared();  // visible to the bulk copy (async proxy)
-      cutlass::arch::NamedBarrier::arrive(kDQThreads, kBarDQFull);
+      warpgroup_fence_operand(tdVrdV);
+      ++rd;
     }
   }
 

@@ -1,5 +1,7 @@
 // Scratch of the sm90 backward (one workspace allocation, zeroed by the caller):
-//   dq_accum  float (heads_q, rows_per_head, head_dim): dQ summed over key blocks, before scaling
+//   dq_accum  float (heads_q, rows_per_head, head_dim): dQ summed over key blocks, before scaling;
+//             row r's 8-float chunks are permuted (dq_accum_col) so that the kernel's smem staging
+//             of a dQ block, which the bulk reduce-add copies byte for byte, is free of bank conflicts
 //   lse_log2  float (heads_q, rows_per_head): lse * log2(e); +inf for rows that see no key and for
 //             padding rows, so that P = exp2(s - lse_log2) = 0 there
 //   dpsum     float (heads_q, rows_per_head): D = rowsum(dO * O) - dlse; 0 for padding rows
@@ -45,6 +47,14 @@ struct BwdScratch {
   FA4_HOST_DEVICE int64_t row_index(const AttnParams& a, int b, int h, int row) const {
     return int64_t(h) * rows_per_head + row0(a, b) + row;
   }
+
+  // Where column `col` of row `row` (relative to any multiple of 4 rows) sits in dq_accum. A warp's
+  // accumulator-fragment store covers 8 consecutive rows x one 32-byte chunk; rows are head_dim * 4
+  // bytes apart, a multiple of 128 for every head_dim % 32 == 0, so unpermuted all 8 rows hit the
+  // same 8 banks (8 wavefronts). XOR-ing the chunk index with row % 4 spreads them over the 4 chunks
+  // of a 128-byte line: 2 wavefronts, the minimum for 256 bytes. Chunks move only inside their
+  // aligned group of 4, so any 4-float aligned vector stays contiguous.
+  static FA4_HOST_DEVICE int dq_accum_col(int row, int col) { return col ^ ((row & 3) << 3); }
 };
 
 }  // namespace fa4::sm90
