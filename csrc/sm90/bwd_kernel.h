@@ -515,29 +515,34 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       warpgroup_wait<1>();  // S^T done, dP^T still running
       warpgroup_fence_operand(tSrS);
 
-      // P^T = exp2(S^T * scale - lse) (softcapped first), 0 where masked.
+      // P^T = exp2(S^T * scale - lse) (softcapped first), 0 where masked. Two loops, picked once
+      // per tile: with the mask test inside one loop under a runtime flag, the compiler evaluated
+      // it for every element of every tile (a predicate bitmask and a branch per element).
       Tensor s = make_tensor(tSrS.data(), acc_rowcol(tSrS.layout()));
       Tensor softcap_grad_rc = make_tensor_like(s);  // only used with softcap
-      const bool need_mask = tile_needs_mask(m0);
-      CUTE_UNROLL
-      for (int c = 0; c < size<1>(s); ++c) {
-        const int q = get<1>(tScS_rc(0, c));
-        const float lse = ss.lse_log2[stage][q];
+      auto compute_p = [&](auto masked) {
         CUTE_UNROLL
-        for (int r = 0; r < size<0>(s); ++r) {
-          float x = s(r, c);
-          if constexpr (Traits::kHasSoftcap) {
-            x = apply_softcap(x * attn.softmax_scale, attn.softcap);
-            softcap_grad_rc(r, c) = softcap_grad(x, attn.softcap);
+        for (int c = 0; c < size<1>(s); ++c) {
+          const int q = get<1>(tScS_rc(0, c));
+          const float lse = ss.lse_log2[stage][q];
+          CUTE_UNROLL
+          for (int r = 0; r < size<0>(s); ++r) {
+            float x = s(r, c);
+            if constexpr (Traits::kHasSoftcap) {
+              x = apply_softcap(x * attn.softmax_scale, attn.softcap);
+              softcap_grad_rc(r, c) = softcap_grad(x, attn.softcap);
+            }
+            float prob = ex2_approx(fmaf(x, scale_log2, -lse));
+            if constexpr (decltype(masked)::value) {
+              const int key = n0 + get<0>(tScS_rc(r, c));
+              if (m0 + q >= q_len || !mask.visible(m0 + q, key)) prob = 0.f;
+            }
+            s(r, c) = prob;
           }
-          float prob = ex2_approx(fmaf(x, scale_log2, -lse));
-          if (need_mask) {
-            const int key = n0 + get<0>(tScS_rc(r, c));
-            if (m0 + q >= q_len || !mask.visible(m0 + q, key)) prob = 0.f;
-          }
-          s(r, c) = prob;
         }
-      }
+      };
+      if (tile_needs_mask(m0)) compute_p(cute::true_type{});
+      else compute_p(cute::false_type{});
       warpgroup_wait<0>();  // dP^T done
       warpgroup_fence_operand(tdPrdP);
       // dS^T = P^T o (dP^T - D) (o softcap'), unscaled: softmax_scale is applied to dQ and dK at
