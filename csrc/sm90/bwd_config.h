@@ -11,10 +11,13 @@
 //        queries of S and dP); P and dS go through shared memory. dK + dV take d / 2 registers,
 //        the dQ partial d / 4: d = 192 (also with d_v = 128) and 256. Shared memory (K, V, kStages * (Q, dO), P and dS
 //        double-buffered, the fp32 dQ partial) limits d = 256 to one stage.
+// kBlockM = 128 at d = 64 (S^T / dP^T of 64 keys x 128 queries per warpgroup, dQ split along the
+// queries): half the per-tile fixed costs per FLOP; ptxas reloads ~10 spilled values per tile
+// there, and it still measured +3-8 % over kBlockM = 64 on every d = 64 cell (H200, perf notes).
 #pragma once
 
 #define FA4_SM90_BWD_HDIM_TABLE(X) \
-  X(64, 64, 128, 64, 2)            \
+  X(64, 64, 128, 128, 2)           \
   X(96, 96, 128, 64, 2)            \
   X(128, 128, 128, 64, 2)          \
   X(192, 192, 64, 64, 2)           \
