@@ -11,9 +11,14 @@
 //          S^T = K Q^T, dP^T = V dO^T             (SS-WGMMA)
 //          P^T = exp2(S^T * scale - lse),  dS^T = P^T o (dP^T - D)     (registers)
 //          dV += P^T dO,  dK += dS^T Q            (RS-WGMMA, P / dS as the register A operand)
-//          dQ_partial = dS K                      (SS-WGMMA, dS through shared memory; the two
-//                                                  warpgroups split it along M or N)
-//        and stage dQ_partial (fp32, row-major like the accumulator) in shared memory.
+//          dQ_partial = dS K                      (SS-WGMMA, dS through shared memory via
+//                                                  stmatrix; the two warpgroups split it along
+//                                                  M or N)
+//        issued in the order dV, dQ, dK so that staging dQ_partial in shared memory (fp32, in
+//        dq_accum's layout: row-major with permuted 8-float chunks, BwdScratch::dq_accum_col)
+//        overlaps the dK GEMM; with one pipeline stage (d = 256) the order is dV, dK, dQ so the
+//        Q / dO stage is released before dQ. The exp2 loop has a masked and an unmasked variant,
+//        chosen per tile.
 //        kBlockN = 64 (d = 192, 256, where dK + dV of 64 keys do not fit one warpgroup's
 //        registers): both warpgroups see all 64 keys; they split the queries of S^T / dP^T and the
 //        head dimension of dV, dK and dQ, and P^T / dS^T go through shared memory (SS-WGMMA).
@@ -186,7 +191,7 @@ struct BwdTraits {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutdO>> dout;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutdS>> ds;
     alignas(1024) cute::array_aligned<Element, kSplitD ? cosize_v<SmemLayoutdS> : 8> p;
-    alignas(128) float dq[kBlockM * kHeadDim];  // dQ_partial, row-major (the accumulator's layout)
+    alignas(128) float dq[kBlockM * kHeadDim];  // dQ_partial in dq_accum's layout (dq_accum_col)
     alignas(16) float lse_log2[kStages][kBlockM];
     alignas(16) float dpsum[kStages][kBlockM];
     alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_kv;
