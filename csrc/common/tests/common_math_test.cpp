@@ -1,4 +1,5 @@
-// Host tests of the arch-neutral math (csrc/common): the same headers the GPU kernels compile.
+// Host tests of the arch-neutral math (csrc/common), the same headers the GPU kernels compile,
+// and of the sm90 backward scratch layout (host/device code too).
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -7,6 +8,7 @@
 #include "common/exp2.h"
 #include "common/mask.h"
 #include "common/softmax.h"
+#include "sm90/bwd_scratch.h"  // host/device like the common headers: dq_accum's column map
 
 static int failures = 0;
 #define EXPECT(cond)                                                    \
@@ -118,11 +120,58 @@ static void test_online_softmax() {
   EXPECT(none.update_max(-INFINITY, 8.f) == 1.f && none.inv_sum() == 0.f && std::isinf(none.lse()));
 }
 
+// BwdScratch::dq_accum_col: a permutation of each row's columns that keeps aligned float4s whole
+// (the dQ convert kernel reads them), and makes a warp's float2 store of a WGMMA accumulator
+// fragment (8 consecutive rows x one 8-float chunk, lane l at row l / 4, column 2 * (l % 4))
+// take 2 shared-memory wavefronts, the minimum for 256 bytes (8 without the permutation).
+static int fragment_store_wavefronts(int head_dim, int row0, int chunk, bool permuted) {
+  int words_per_bank[32][64];
+  int count[32] = {};
+  for (int lane = 0; lane < 32; ++lane) {
+    const int row = row0 + lane / 4;
+    const int col = chunk * 8 + 2 * (lane % 4);
+    const int c = permuted ? fa4::sm90::BwdScratch::dq_accum_col(row, col) : col;
+    for (int w = 0; w < 2; ++w) {
+      const int word = row * head_dim + c + w;
+      const int bank = word % 32;
+      bool seen = false;
+      for (int i = 0; i < count[bank]; ++i) seen |= words_per_bank[bank][i] == word;
+      if (!seen) words_per_bank[bank][count[bank]++] = word;
+    }
+  }
+  int wavefronts = 0;
+  for (int b = 0; b < 32; ++b) wavefronts = count[b] > wavefronts ? count[b] : wavefronts;
+  return wavefronts;
+}
+
+static void test_dq_accum_permutation() {
+  using fa4::sm90::BwdScratch;
+  for (int d : {64, 96, 128, 192, 256}) {
+    for (int row = 0; row < 8; ++row) {
+      bool hit[256] = {};
+      for (int col = 0; col < d; ++col) {
+        const int c = BwdScratch::dq_accum_col(row, col);
+        EXPECT(c >= 0 && c < d && !hit[c]);
+        if (c >= 0 && c < d) hit[c] = true;
+        if (col % 4 == 0)
+          for (int i = 1; i < 4; ++i) EXPECT(BwdScratch::dq_accum_col(row, col + i) == c + i);
+      }
+    }
+    for (int row0 = 0; row0 < 64; row0 += 8) {
+      for (int chunk = 0; chunk < d / 8; ++chunk) {
+        EXPECT(fragment_store_wavefronts(d, row0, chunk, true) == 2);
+        EXPECT(fragment_store_wavefronts(d, row0, chunk, false) == 8);  // what it fixes
+      }
+    }
+  }
+}
+
 int main() {
   test_exp2_poly();
   test_mask();
   test_block_ranges_agree();
   test_online_softmax();
+  test_dq_accum_permutation();
   if (failures) std::fprintf(stderr, "%d check(s) failed\n", failures);
   else std::printf("all common math checks passed\n");
   return failures ? EXIT_FAILURE : EXIT_SUCCESS;
