@@ -81,10 +81,13 @@ struct BwdTraits {
 
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (kNumConsumerWG + 1);
-  // setmaxnreg only redistributes the CTA's launch allocation, 384 * 168 = 64512 registers:
-  // 2 * 128 * 240 + 128 * 24 = 64512 (asking for more makes the increase wait forever).
-  static constexpr int kProducerRegs = 24;
-  static constexpr int kConsumerRegs = 240;
+  // setmaxnreg only redistributes the CTA's launch allocation, 384 * 168 = 64512 registers
+  // (asking for more makes the increase wait forever). kSplitD configs give the producer 40: at
+  // 24 its index arithmetic spilled ~640 bytes at d = 256, reloaded between a stage's release and
+  // the next TMA issue, which at one stage is serial with the consumers; their consumers fit 232.
+  // kBlockN = 128 consumers (d <= 128) need all 240 (232 adds reloads to the tile loop).
+  static constexpr int kProducerRegs = kSplitD ? 40 : 24;
+  static constexpr int kConsumerRegs = kSplitD ? 232 : 240;
   static_assert(128 * (kNumConsumerWG * kConsumerRegs + kProducerRegs) <=
                     (65536 / kNumThreads) / 8 * 8 * kNumThreads,
                 "setmaxnreg split exceeds the launch register allocation (would hang)");
