@@ -1,7 +1,8 @@
 """Representative sm90 forward cases for compute-sanitizer (memcheck / racecheck):
     PYTHONPATH=. compute-sanitizer --tool memcheck python3 bench/sanitize_fwd.py
 Small shapes, every producer path: TMA boxes (batched tails, causal, GQA, softcap, sink), varlen with
-empty sequences, and paged KV through whole-tile boxes, 8-row boxes and the 16-byte gather."""
+empty sequences, paged KV through whole-tile boxes, 8-row boxes and the 16-byte gather, and the
+persistent grid (non-causal d <= 128) with more tiles than SMs, so CTAs reuse sQ / sO across tiles."""
 import torch
 
 import flash_attn4 as fa
@@ -41,3 +42,13 @@ for page_size, d, causal, softcap in [(256, 128, True, 0.0), (16, 128, False, 0.
     out = fa.flash_attn_varlen_func(q, k_pages, v_pages, cu([70] * 3), None, 70, None, causal=causal,
                                     softcap=softcap, seqused_k=used_k, page_table=table)
     check(f"paged page_size {page_size} d{d} causal={causal} softcap={softcap}", out)
+
+sms = torch.cuda.get_device_properties(0).multi_processor_count
+for d in (64, 128):
+    s = 128 * (-(-2 * sms // 16)) + 37  # >= 2 tiles per CTA over 2 x 8 heads, a ragged last block
+    q, k, v = t(2, s, 8, d=d), t(2, s + 50, 8, d=d), t(2, s + 50, 8, d=d)
+    check(f"persistent d{d} {s}x{s + 50}", fa.flash_attn_func(q, k, v))
+lens_q, lens_k = [900, 0, 300, 77] * 8, [1000, 5, 0, 300] * 8
+q, k, v = t(sum(lens_q), 4), t(sum(lens_k), 2), t(sum(lens_k), 2)
+check("persistent varlen gqa", fa.flash_attn_varlen_func(q, k, v, cu(lens_q), cu(lens_k), max(lens_q),
+                                                         max(lens_k)))

@@ -114,6 +114,40 @@ def test_fwd_paged(page_size, d, d_v, causal, softcap):
         assert_tolerance(f"out[{i}]", out[i * sq:(i + 1) * sq][None], ref, low, atol=1e-3)
 
 
+# Non-causal d <= 128 runs a persistent grid (one CTA per SM walking tiles). Enough tiles here that
+# every CTA takes several, with an empty sequence, a keyless one and ragged ends among them, through
+# both paged producer paths (8-row boxes, whole-tile boxes) and the predicated O store.
+@pytest.mark.parametrize("page_size", [16, 256])
+@pytest.mark.parametrize("d", [64, 96, 128])
+def test_fwd_persistent_walk(page_size, d):
+    torch.manual_seed(0)
+    lens_q, lens_k = [1500, 0, 700, 129, 1024, 300], [1800, 64, 0, 900, 1024, 1]
+    hq, hkv, b = 8, 2, len(lens_q)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    assert -(-max(lens_q) // 128) * hq * b >= 2 * sms, "too few tiles to walk"
+    pages_per_seq = -(-max(lens_k) // page_size)
+    num_pages = b * pages_per_seq
+    table = torch.randperm(num_pages, device="cuda").view(b, pages_per_seq).to(torch.int32)
+    k_pages = torch.randn(num_pages, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)
+    v_pages = torch.randn(num_pages, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)
+    q = torch.randn(sum(lens_q), hq, d, device="cuda", dtype=torch.bfloat16)
+    cu_q = make_cu_seqlens(lens_q, "cuda")
+    used_k = torch.tensor(lens_k, dtype=torch.int32, device="cuda")
+    sink = torch.randn(hq, device="cuda")
+    out = fa.flash_attn_varlen_func(q, k_pages, v_pages, cu_q, None, max(lens_q), None,
+                                    seqused_k=used_k, page_table=table, learnable_sink=sink)
+    for i in range(b):
+        if lens_q[i] == 0:
+            continue
+        k = k_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
+        v = v_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
+        rows = slice(int(cu_q[i]), int(cu_q[i + 1]))
+        qi = q[rows][None]
+        ref, _ = attention_ref(qi, k, v, learnable_sink=sink, compute_dtype=torch.float32)
+        low, _ = attention_ref(qi, k, v, learnable_sink=sink, compute_dtype=torch.bfloat16)
+        assert_tolerance(f"out[{i}]", out[rows][None], ref, low, atol=1e-3)
+
+
 def test_fwd_bitwise_repeatable():
     torch.manual_seed(0)
     q, k, v = (torch.randn(4, 2048, 16, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))

@@ -145,11 +145,27 @@ struct FwdTraits {
   static constexpr uint32_t kTmaBytesK = kBlockN * kHeadDim * sizeof(Element);
   static constexpr uint32_t kTmaBytesV = kBlockN * kHeadDimV * sizeof(Element);
 
+  // Persistent grid (one CTA per SM walking the tiles) where O can be staged in a buffer of its
+  // own: the producer then loads the next tile's Q and first K/V blocks while the consumers finish
+  // the current tile, which a fresh CTA per tile exposes (short sequences pay it on every ~8
+  // blocks). Only without a local mask: causal tiles differ in work, and a static round-robin
+  // over them leaves some SMs with several times the work of others.
+  static constexpr int kSmemOperandBytes =
+      int(sizeof(Element)) * (cosize_v<SmemLayoutQ> + cosize_v<SmemLayoutK> + cosize_v<SmemLayoutV>);
+  static constexpr int kSmemOBytes = int(sizeof(Element)) * cosize_v<SmemLayoutO>;
+  static constexpr bool kPersistent =
+      !kIsLocal && !kGather && kSmemOperandBytes + kSmemOBytes + 1024 <= 227 * 1024;
+
+  struct Empty {};
   struct SharedStorage {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK>> k;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutV>> v;
-    alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_q;
+    // O staging: its own buffer when persistent, else it aliases q.
+    alignas(1024) conditional_t<kPersistent, cute::array_aligned<Element, cosize_v<SmemLayoutO>>,
+                                Empty> o;
+    alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_q;  // Q landed
+    cutlass::arch::ClusterBarrier barrier_q_free;  // consumers done with Q (persistent)
     typename Pipeline::SharedStorage pipe_k;
     typename Pipeline::SharedStorage pipe_v;
   };
@@ -176,6 +192,7 @@ struct FwdKernelParams {
   bool store_o_predicated;  // rows past q_len(b) belong to someone else: no TMA store of O
   bool zero_v_tail;         // V rows past k_len(b) may hold anything (NaN, next sequence): clear them in smem
   bool kv_row_groups;       // paged with page_size % kBlockN != 0 (page_size % 8 == 0): 8-row TMA boxes
+  int num_m_blocks;         // query blocks per (head, batch): tiles = num_m_blocks * heads * batch
 };
 
 // Per-thread softmax over the two rows it holds of a 64-row warpgroup tile.
@@ -277,27 +294,44 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   const int lane = threadIdx.x % 32;
   const int wg = threadIdx.x / 128;
 
-  // Heavier (causal: longer) row blocks first.
-  const int m_block = gridDim.x - 1 - blockIdx.x;
-  const int head = blockIdx.y;
-  const int batch = blockIdx.z;
-  const int head_kv = head / p.qhead_per_kvhead;
   const AttnParams& attn = p.attn;
 
-  // This sequence's lengths and mask (bottom-right aligned to them).
-  const int q_len = attn.q_len(batch);
-  const int k_len = attn.k_len(batch);
-  const int row_begin = m_block * kBlockM;
-  if (row_begin >= q_len) return;  // whole CTA, before any barrier
-  const int row_end = min(row_begin + kBlockM, q_len);
-  const MaskSpec mask =
-      make_mask(q_len, k_len, attn.causal, attn.window_left, attn.window_right);
-
-  // Key blocks this row block can see.
-  int col_begin = 0, col_end = k_len;
-  if constexpr (Traits::kIsLocal) mask.key_range(row_begin, row_end, &col_begin, &col_end);
-  const int n_min = col_begin / kBlockN;
-  const int n_max = col_begin < col_end ? (col_end + kBlockN - 1) / kBlockN : n_min;
+  // Tiles are (query block, head, batch), query blocks last-to-first within a (head, batch) so the
+  // heavier (causal: longer) ones start first. One tile per CTA from the 3-D grid, or, persistent,
+  // CTA c walks tiles c, c + gridDim.x, ... of the same order.
+  const int num_tiles = Traits::kPersistent ? p.num_m_blocks * attn.heads_q * attn.batch : 1;
+  const int first_tile = Traits::kPersistent ? blockIdx.x : 0;
+  const int tile_step = Traits::kPersistent ? gridDim.x : 1;
+  struct TileWork {
+    int m_block, head, batch, head_kv;
+    int q_len, k_len;       // this sequence's lengths
+    int row_begin, row_end;  // query rows [row_begin, row_end) of this tile
+    int n_min, n_max;        // key blocks [n_min, n_max) the rows can see
+    MaskSpec mask;           // bottom-right aligned to the sequence's lengths
+  };
+  auto tile_work = [&](int t) {
+    TileWork w;
+    if constexpr (Traits::kPersistent) {
+      w.m_block = p.num_m_blocks - 1 - t % p.num_m_blocks;
+      w.head = (t / p.num_m_blocks) % attn.heads_q;
+      w.batch = t / (p.num_m_blocks * attn.heads_q);
+    } else {
+      w.m_block = gridDim.x - 1 - blockIdx.x;
+      w.head = blockIdx.y;
+      w.batch = blockIdx.z;
+    }
+    w.head_kv = w.head / p.qhead_per_kvhead;
+    w.q_len = attn.q_len(w.batch);
+    w.k_len = attn.k_len(w.batch);
+    w.row_begin = w.m_block * kBlockM;
+    w.row_end = min(w.row_begin + kBlockM, w.q_len);
+    w.mask = make_mask(w.q_len, w.k_len, attn.causal, attn.window_left, attn.window_right);
+    int col_begin = 0, col_end = w.k_len;
+    if constexpr (Traits::kIsLocal) w.mask.key_range(w.row_begin, w.row_end, &col_begin, &col_end);
+    w.n_min = col_begin / kBlockN;
+    w.n_max = col_begin < col_end ? (col_end + kBlockN - 1) / kBlockN : w.n_min;
+    return w;
+  };
 
   if (threadIdx.x == 0) {
     prefetch_tma_descriptor(p.tma_q.get_tma_descriptor());
@@ -309,6 +343,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       prefetch_tma_descriptor(p.tma_v_rows.get_tma_descriptor());
     }
     ss.barrier_q.init(1);
+    if constexpr (Traits::kPersistent) ss.barrier_q_free.init(128 * Traits::kNumConsumerWG);
   }
   typename Pipeline::Params pp;
   pp.transaction_bytes = Traits::kTmaBytesK;
@@ -332,25 +367,35 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     // pages do not hold whole 8-row swizzle-atom blocks) loads K/V with the whole first warp.
     const bool leader = threadIdx.x == 0;
     if (leader || (Traits::kGather && threadIdx.x < 32)) {
-      const bool q_varlen = attn.q_varlen();
-      Tensor mQ = p.tma_q.get_tma_tensor(p.layout_q.shape())(_, _, head, q_varlen ? 0 : batch);
-      Tensor mQb = domain_offset(make_coord(q_varlen ? attn.cu_seqlens_q[batch] : 0, _0{}), mQ);
-      Tensor mK = p.tma_k.get_tma_tensor(p.layout_k.shape())(_, _, head_kv, _);  // (rows, d, B)
-      Tensor mV = p.tma_v.get_tma_tensor(p.layout_v.shape())(_, _, head_kv, _);
-      // Varlen keys (cu_seqlens_k, no page table): one (total_k)-row sequence, this batch entry's
-      // keys start at row cu_seqlens_k[batch]. Rows past k_len in the last block belong to the
-      // next sequence: K is masked there, V is cleared in smem (zero_v_tail).
-      const bool k_varlen = attn.cu_seqlens_k != nullptr && !attn.paged();
-      const int k_row0 = k_varlen ? attn.cu_seqlens_k[batch] : 0;
-      Tensor gQ = local_tile(mQb, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_block, _0{}));
-      auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
-                                      group_modes<0, 2>(gQ));
-      if (n_max > n_min) {
+      PipelineState wr = cutlass::make_producer_start_state<Pipeline>();
+      int q_loads = 0;  // tiles whose Q was loaded so far (the phase of barrier_q / barrier_q_free)
+      for (int t = first_tile; t < num_tiles; t += tile_step) {
+        const TileWork w = tile_work(t);
+        // Tiles without rows or without visible keys load nothing (the consumers skip them or
+        // only write zeros).
+        if (w.row_begin >= w.q_len || w.n_max <= w.n_min) continue;
+        const int batch = w.batch, n_min = w.n_min, n_max = w.n_max;
+        const bool q_varlen = attn.q_varlen();
+        Tensor mQ = p.tma_q.get_tma_tensor(p.layout_q.shape())(_, _, w.head, q_varlen ? 0 : batch);
+        Tensor mQb = domain_offset(make_coord(q_varlen ? attn.cu_seqlens_q[batch] : 0, _0{}), mQ);
+        Tensor mK = p.tma_k.get_tma_tensor(p.layout_k.shape())(_, _, w.head_kv, _);  // (rows, d, B)
+        Tensor mV = p.tma_v.get_tma_tensor(p.layout_v.shape())(_, _, w.head_kv, _);
+        // Varlen keys (cu_seqlens_k, no page table): one (total_k)-row sequence, this batch entry's
+        // keys start at row cu_seqlens_k[batch]. Rows past k_len in the last block belong to the
+        // next sequence: K is masked there, V is cleared in smem (zero_v_tail).
+        const bool k_varlen = attn.cu_seqlens_k != nullptr && !attn.paged();
+        const int k_row0 = k_varlen ? attn.cu_seqlens_k[batch] : 0;
+        Tensor gQ =
+            local_tile(mQb, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(w.m_block, _0{}));
+        auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
+                                        group_modes<0, 2>(gQ));
         if (leader) {
+          // The previous tile's S GEMMs must be done with sQ.
+          if (q_loads > 0) ss.barrier_q_free.wait((q_loads - 1) & 1);
           ss.barrier_q.arrive_and_expect_tx(Traits::kTmaBytesQ);
           copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);
         }
-        PipelineState wr = cutlass::make_producer_start_state<Pipeline>();
+        ++q_loads;
         if constexpr (Traits::kGather) {
           // Not every page starts on an 8-row swizzle-atom boundary of the stage tile, where a TMA
           // box would have to start, so the warp gathers the K/V rows. The leader's acquire waits
@@ -358,9 +403,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           // lanes copy after it.
           const int32_t* pt = attn.page_table + batch * attn.page_table_batch_stride;
           Element const* k_base =
-              static_cast<Element const*>(attn.k) + head_kv * attn.k_head_stride;
+              static_cast<Element const*>(attn.k) + w.head_kv * attn.k_head_stride;
           Element const* v_base =
-              static_cast<Element const*>(attn.v) + head_kv * attn.v_head_stride;
+              static_cast<Element const*>(attn.v) + w.head_kv * attn.v_head_stride;
           for (int n = n_max - 1; n >= n_min; --n) {
             if (leader) pipe_k.producer_acquire(wr);
             __syncwarp();
@@ -379,8 +424,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           // page holding its first key. Groups past the page table (beyond k_len, masked / zeroed
           // in the consumers) reload the last 8 mapped rows so the stage's byte count is complete.
           constexpr int kG = Traits::kRowGroup;
-          Tensor mKr = p.tma_k_rows.get_tma_tensor(p.layout_k.shape())(_, _, head_kv, _);
-          Tensor mVr = p.tma_v_rows.get_tma_tensor(p.layout_v.shape())(_, _, head_kv, _);
+          Tensor mKr = p.tma_k_rows.get_tma_tensor(p.layout_k.shape())(_, _, w.head_kv, _);
+          Tensor mVr = p.tma_v_rows.get_tma_tensor(p.layout_v.shape())(_, _, w.head_kv, _);
           const int cap = attn.page_table_cols * attn.page_size;  // multiple of 8
           const int32_t* pt = attn.page_table + batch * attn.page_table_batch_stride;
           for (int n = n_max - 1; n >= n_min; --n) {
@@ -456,7 +501,6 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   Tensor tSrK = thr_s.partition_fragment_B(sK);                 // (MMA, N, K, stage)
   Tensor tOrV = thr_o.partition_fragment_B(sVt);                // (MMA, N, K, stage)
   Tensor tOrO = partition_fragment_C(mma_o, select<0, 1>(typename Traits::TileShapeO{}));
-  clear(tOrO);
   Tensor tOrO_rc = make_tensor(tOrO.data(), detail::acc_rowcol(tOrO.layout()));
 
   // Coordinates of the S accumulator (row within tile, col within block).
@@ -465,215 +509,245 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   Tensor tScS_rc = make_tensor(tScS.data(), detail::acc_rowcol(tScS.layout()));
 
   ThreadSoftmax<Traits> softmax;
-  softmax.init();
-
   const float scale_log2 = Traits::kHasSoftcap ? kLog2e : p.scale_log2;
+  const bool has_sink = attn.learnable_sink != nullptr;
+  Element* o_staging = [&] {
+    if constexpr (Traits::kPersistent) return ss.o.data(); else return ss.q.data();
+  }();
+  Tensor sO = make_tensor(make_smem_ptr(o_staging), typename Traits::SmemLayoutO{});
+  PipelineState rd;  // consumer state starts at phase 0
+  int q_loads = 0;   // tiles whose Q was waited for so far (the phase of barrier_q)
 
-  // Scales (softcap) and masks the raw accumulator of key block n.
-  auto prepare_scores = [&](auto& tSrS, int n, bool need_mask) {
-    Tensor s = make_tensor(tSrS.data(), detail::acc_rowcol(tSrS.layout()));
-    if constexpr (Traits::kHasSoftcap) {
-      CUTE_UNROLL
-      for (int i = 0; i < size(s); ++i)
-        s(i) = apply_softcap(s(i) * attn.softmax_scale, attn.softcap);
-    }
-    if (need_mask) {
-      const int col0 = n * kBlockN;
-      CUTE_UNROLL
-      for (int r = 0; r < size<0>(s); ++r) {
-        const int row = row_begin + get<0>(tScS_rc(r, 0));
+  for (int t = first_tile; t < num_tiles; t += tile_step) {
+    const TileWork w = tile_work(t);
+    if (w.row_begin >= w.q_len) continue;  // no rows here (varlen / seqused q)
+    const int m_block = w.m_block, head = w.head, batch = w.batch;
+    const int q_len = w.q_len, k_len = w.k_len, row_begin = w.row_begin, row_end = w.row_end;
+    const int n_min = w.n_min, n_max = w.n_max;
+    const MaskSpec& mask = w.mask;
+    clear(tOrO);
+    softmax.init();
+
+
+    // Scales (softcap) and masks the raw accumulator of key block n.
+    auto prepare_scores = [&](auto& tSrS, int n, bool need_mask) {
+      Tensor s = make_tensor(tSrS.data(), detail::acc_rowcol(tSrS.layout()));
+      if constexpr (Traits::kHasSoftcap) {
         CUTE_UNROLL
-        for (int c = 0; c < size<1>(s); ++c) {
-          const int col = col0 + get<1>(tScS_rc(r, c));
-          if (!mask.visible(row, col)) s(r, c) = -INFINITY;
+        for (int i = 0; i < size(s); ++i)
+          s(i) = apply_softcap(s(i) * attn.softmax_scale, attn.softcap);
+      }
+      if (need_mask) {
+        const int col0 = n * kBlockN;
+        CUTE_UNROLL
+        for (int r = 0; r < size<0>(s); ++r) {
+          const int row = row_begin + get<0>(tScS_rc(r, 0));
+          CUTE_UNROLL
+          for (int c = 0; c < size<1>(s); ++c) {
+            const int col = col0 + get<1>(tScS_rc(r, c));
+            if (!mask.visible(row, col)) s(r, c) = -INFINITY;
+          }
         }
       }
-    }
-    return s;
-  };
-  // A key block needs element masking when it straddles seqlen_k or a window edge.
-  auto block_needs_mask = [&](int n) {
-    const int c0 = n * kBlockN, c1 = c0 + kBlockN;  // [c0, c1)
-    bool m = c1 > k_len;
-    if constexpr (Traits::kIsLocal) {
-      if (mask.window_right >= 0) m |= c1 - 1 > mask.diagonal(row_begin) + mask.window_right;
-      if (mask.window_left >= 0)
-        m |= c0 < mask.diagonal(row_begin + kBlockM - 1) - mask.window_left;
-    }
-    return m;
-  };
-  // Key block n straddles k_len and the V rows past it were loaded from memory that may hold
-  // anything (seqused_k / paged / the next sequence of varlen keys): P is 0 there, but 0 * NaN is NaN inside the MMA, so clear them.
-  // Both warpgroups write the same zeros, each before its own P V GEMM reads the stage.
-  auto clear_v_tail = [&](int n, int stage) {
-    if (!p.zero_v_tail || (n + 1) * kBlockN <= k_len) return;
-    constexpr int kChunks = Traits::kHeadDimV / 8;  // 16-byte chunks per row (swizzle keeps them whole)
-    const int r0 = k_len - n * kBlockN;
-    for (int i = ctid % 128; i < (kBlockN - r0) * kChunks; i += 128) {
-      const int r = r0 + i / kChunks, c = (i % kChunks) * 8;
-      *reinterpret_cast<uint4*>(&sV(r, c, stage)) = make_uint4(0, 0, 0, 0);
-    }
-    cutlass::arch::fence_view_async_shared();
-    cutlass::arch::NamedBarrier::sync(128, 4 + (wg - 1));
-  };
-  auto rescale_o = [&](float const (&f)[2]) {
-    CUTE_UNROLL
-    for (int r = 0; r < size<0>(tOrO_rc); ++r) {
+      return s;
+    };
+    // A key block needs element masking when it straddles seqlen_k or a window edge.
+    auto block_needs_mask = [&](int n) {
+      const int c0 = n * kBlockN, c1 = c0 + kBlockN;  // [c0, c1)
+      bool m = c1 > k_len;
+      if constexpr (Traits::kIsLocal) {
+        if (mask.window_right >= 0) m |= c1 - 1 > mask.diagonal(row_begin) + mask.window_right;
+        if (mask.window_left >= 0)
+          m |= c0 < mask.diagonal(row_begin + kBlockM - 1) - mask.window_left;
+      }
+      return m;
+    };
+    // Key block n straddles k_len and the V rows past it were loaded from memory that may hold
+    // anything (seqused_k / paged / the next sequence of varlen keys): P is 0 there, but 0 * NaN is NaN inside the MMA, so clear them.
+    // Both warpgroups write the same zeros, each before its own P V GEMM reads the stage.
+    auto clear_v_tail = [&](int n, int stage) {
+      if (!p.zero_v_tail || (n + 1) * kBlockN <= k_len) return;
+      constexpr int kChunks = Traits::kHeadDimV / 8;  // 16-byte chunks per row (swizzle keeps them whole)
+      const int r0 = k_len - n * kBlockN;
+      for (int i = ctid % 128; i < (kBlockN - r0) * kChunks; i += 128) {
+        const int r = r0 + i / kChunks, c = (i % kChunks) * 8;
+        *reinterpret_cast<uint4*>(&sV(r, c, stage)) = make_uint4(0, 0, 0, 0);
+      }
+      cutlass::arch::fence_view_async_shared();
+      cutlass::arch::NamedBarrier::sync(128, 4 + (wg - 1));
+    };
+    auto rescale_o = [&](float const (&f)[2]) {
+      // Conditional rescaling leaves f == 1 for almost every key block: skip the multiplies
+      // whenever the whole warp can, where they are at least as many as the exponentials
+      // (d_v >= kBlockN: +5-11 % at d = 256). With fewer (d = 64) the vote and branch cost more
+      // than they save (-3-4 %, H200).
+      if constexpr (Traits::kHeadDimV >= kBlockN) {
+        if (!__any_sync(0xffffffffu, f[0] != 1.f || f[1] != 1.f)) return;
+      }
       CUTE_UNROLL
-      for (int c = 0; c < size<1>(tOrO_rc); ++c) tOrO_rc(r, c) *= f[r];
-    }
-  };
-
-  // Ping-pong turn taking. GEMM phases per warpgroup: n_max - n_min + 1 (prologue S, one per loop
-  // iteration, final P V). Warpgroup c waits on barrier 2 + c before issuing a phase and then lets
-  // the other one go. Warpgroup 0 starts (warpgroup 1 pre-arrives its barrier once) and warpgroup 1
-  // skips its last arrive, so every barrier generation completes.
-  const int wgc = wg - 1;  // consumer warpgroup 0 / 1
-  auto turn_wait = [&]() {
-    if constexpr (Traits::kPingPong) cutlass::arch::NamedBarrier::sync(256, 2 + wgc);
-  };
-  auto turn_pass = [&](bool last) {
-    if constexpr (Traits::kPingPong) {
-      if (!(last && wgc == 1)) cutlass::arch::NamedBarrier::arrive(256, 2 + (1 - wgc));
-    }
-  };
-
-  if (n_max > n_min) {
-    if constexpr (Traits::kPingPong) {
-      if (wgc == 1) cutlass::arch::NamedBarrier::arrive(256, 2);
-    }
-    ss.barrier_q.wait(0);
-    PipelineState rd;  // consumer state starts at phase 0
-    if constexpr (Traits::kOverlap) {
-      // Prologue: S of the first (highest) block, softmax, P.
-      int n = n_max - 1;
-      Tensor tSrS = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
-      pipe_k.consumer_wait(rd);
-      turn_wait();
-      detail::wg_gemm<true, -1>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS);
-      turn_pass(false);
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tSrS);
-      pipe_k.consumer_release(rd);
-      float f[2];
-      {
-        auto s = prepare_scores(tSrS, n, block_needs_mask(n));
-        softmax.online(s, scale_log2, f);
+      for (int r = 0; r < size<0>(tOrO_rc); ++r) {
+        CUTE_UNROLL
+        for (int c = 0; c < size<1>(tOrO_rc); ++c) tOrO_rc(r, c) *= f[r];
       }
-      Tensor tOrP = make_tensor_like<Element>(tSrS);
-      detail::convert_frag(tSrS, tOrP);
-      PipelineState rd_v = rd;
-      int n_v = n;
-      ++rd;
-      for (n = n_max - 2; n >= n_min; --n) {
-        Tensor tSrS2 = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
-        pipe_k.consumer_wait(rd);
-        pipe_v.consumer_wait(rd_v);
-        clear_v_tail(n_v, rd_v.index());
-        turn_wait();
-        detail::wg_gemm<true, -1>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS2);
-        Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
-        detail::wg_gemm<false, -1>(mma_o, tOrPa, tOrV(_, _, _, rd_v.index()), tOrO);
-        turn_pass(false);
-        warpgroup_wait<1>();  // S done
-        warpgroup_fence_operand(tSrS2);
-        pipe_k.consumer_release(rd);
-        {
-          auto s = prepare_scores(tSrS2, n, block_needs_mask(n));
-          softmax.online(s, scale_log2, f);
-        }
-        warpgroup_wait<0>();  // O done
-        warpgroup_fence_operand(tOrO);
-        pipe_v.consumer_release(rd_v);
-        rescale_o(f);
-        detail::convert_frag(tSrS2, tOrP);
-        rd_v = rd;
-        n_v = n;
-        ++rd;
+    };
+
+    // Ping-pong turn taking. GEMM phases per warpgroup: n_max - n_min + 1 (prologue S, one per loop
+    // iteration, final P V). Warpgroup c waits on barrier 2 + c before issuing a phase and then lets
+    // the other one go. Warpgroup 0 starts (warpgroup 1 pre-arrives its barrier once) and warpgroup 1
+    // skips its last arrive, so every barrier generation completes.
+    const int wgc = wg - 1;  // consumer warpgroup 0 / 1
+    auto turn_wait = [&]() {
+      if constexpr (Traits::kPingPong) cutlass::arch::NamedBarrier::sync(256, 2 + wgc);
+    };
+    auto turn_pass = [&](bool last) {
+      if constexpr (Traits::kPingPong) {
+        if (!(last && wgc == 1)) cutlass::arch::NamedBarrier::arrive(256, 2 + (1 - wgc));
       }
-      pipe_v.consumer_wait(rd_v);
-      clear_v_tail(n_v, rd_v.index());
-      turn_wait();
-      Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
-      detail::wg_gemm<false, -1>(mma_o, tOrPa, tOrV(_, _, _, rd_v.index()), tOrO);
-      turn_pass(true);
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tOrO);
-      pipe_v.consumer_release(rd_v);
-    } else {
-      for (int n = n_max - 1; n >= n_min; --n) {
+    };
+
+    if (n_max > n_min) {
+      if constexpr (Traits::kPingPong) {
+        if (wgc == 1) cutlass::arch::NamedBarrier::arrive(256, 2);
+      }
+      ss.barrier_q.wait(q_loads & 1);
+      if constexpr (Traits::kOverlap) {
+        // Prologue: S of the first (highest) block, softmax, P.
+        int n = n_max - 1;
         Tensor tSrS = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
         pipe_k.consumer_wait(rd);
-        detail::wg_gemm<true, 0>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS);
+        turn_wait();
+        detail::wg_gemm<true, -1>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS);
+        turn_pass(false);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tSrS);
         pipe_k.consumer_release(rd);
         float f[2];
         {
           auto s = prepare_scores(tSrS, n, block_needs_mask(n));
           softmax.online(s, scale_log2, f);
         }
-        rescale_o(f);
         Tensor tOrP = make_tensor_like<Element>(tSrS);
         detail::convert_frag(tSrS, tOrP);
-        Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
-        pipe_v.consumer_wait(rd);
-        clear_v_tail(n, rd.index());
-        detail::wg_gemm<false, 0>(mma_o, tOrPa, tOrV(_, _, _, rd.index()), tOrO);
-        pipe_v.consumer_release(rd);
+        PipelineState rd_v = rd;
+        int n_v = n;
         ++rd;
+        for (n = n_max - 2; n >= n_min; --n) {
+          Tensor tSrS2 = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
+          pipe_k.consumer_wait(rd);
+          pipe_v.consumer_wait(rd_v);
+          clear_v_tail(n_v, rd_v.index());
+          turn_wait();
+          detail::wg_gemm<true, -1>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS2);
+          Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
+          detail::wg_gemm<false, -1>(mma_o, tOrPa, tOrV(_, _, _, rd_v.index()), tOrO);
+          turn_pass(false);
+          warpgroup_wait<1>();  // S done
+          warpgroup_fence_operand(tSrS2);
+          pipe_k.consumer_release(rd);
+          {
+            auto s = prepare_scores(tSrS2, n, block_needs_mask(n));
+            softmax.online(s, scale_log2, f);
+          }
+          warpgroup_wait<0>();  // O done
+          warpgroup_fence_operand(tOrO);
+          pipe_v.consumer_release(rd_v);
+          rescale_o(f);
+          detail::convert_frag(tSrS2, tOrP);
+          rd_v = rd;
+          n_v = n;
+          ++rd;
+        }
+        if constexpr (Traits::kPersistent) ss.barrier_q_free.arrive();  // every S GEMM is done
+        pipe_v.consumer_wait(rd_v);
+        clear_v_tail(n_v, rd_v.index());
+        turn_wait();
+        Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
+        detail::wg_gemm<false, -1>(mma_o, tOrPa, tOrV(_, _, _, rd_v.index()), tOrO);
+        turn_pass(true);
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tOrO);
+        pipe_v.consumer_release(rd_v);
+      } else {
+        for (int n = n_max - 1; n >= n_min; --n) {
+          Tensor tSrS = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
+          pipe_k.consumer_wait(rd);
+          detail::wg_gemm<true, 0>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS);
+          pipe_k.consumer_release(rd);
+          float f[2];
+          {
+            auto s = prepare_scores(tSrS, n, block_needs_mask(n));
+            softmax.online(s, scale_log2, f);
+          }
+          rescale_o(f);
+          Tensor tOrP = make_tensor_like<Element>(tSrS);
+          detail::convert_frag(tSrS, tOrP);
+          Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
+          pipe_v.consumer_wait(rd);
+          clear_v_tail(n, rd.index());
+          detail::wg_gemm<false, 0>(mma_o, tOrPa, tOrV(_, _, _, rd.index()), tOrO);
+          pipe_v.consumer_release(rd);
+          ++rd;
+        }
+        if constexpr (Traits::kPersistent) ss.barrier_q_free.arrive();
+      }
+      ++q_loads;
+    }
+
+    // ------------------------------------------------------------------ epilogue
+    const float sink_log2 = has_sink ? attn.learnable_sink[head] * kLog2e : 0.f;
+    float f[2];
+    softmax.finalize(sink_log2, has_sink, f);
+    rescale_o(f);
+
+    // lse: one thread of each quad writes its two rows.
+    {
+      Tensor cO = make_identity_tensor(select<0, 1>(typename Traits::TileShapeO{}));
+      Tensor tOcO = thr_o.partition_C(cO);
+      Tensor tOcO_rc = make_tensor(tOcO.data(), detail::acc_rowcol(tOcO.layout()));
+      if (attn.lse != nullptr && (lane % 4) == 0) {
+        CUTE_UNROLL
+        for (int r = 0; r < size<0>(tOcO_rc); ++r) {
+          const int row = row_begin + get<0>(tOcO_rc(r, 0));
+          if (row < q_len) attn.lse[attn.lse_offset(batch, row, head)] = softmax.st[r].lse();
+        }
       }
     }
-  }
 
-  // ------------------------------------------------------------------ epilogue
-  const bool has_sink = attn.learnable_sink != nullptr;
-  const float sink_log2 = has_sink ? attn.learnable_sink[head] * kLog2e : 0.f;
-  float f[2];
-  softmax.finalize(sink_log2, has_sink, f);
-  rescale_o(f);
-
-  // lse: one thread of each quad writes its two rows.
-  {
-    Tensor cO = make_identity_tensor(select<0, 1>(typename Traits::TileShapeO{}));
-    Tensor tOcO = thr_o.partition_C(cO);
-    Tensor tOcO_rc = make_tensor(tOcO.data(), detail::acc_rowcol(tOcO.layout()));
-    if (attn.lse != nullptr && (lane % 4) == 0) {
-      CUTE_UNROLL
-      for (int r = 0; r < size<0>(tOcO_rc); ++r) {
-        const int row = row_begin + get<0>(tOcO_rc(r, 0));
-        if (row < q_len) attn.lse[attn.lse_offset(batch, row, head)] = softmax.st[r].lse();
+    // O: registers -> smem -> TMA. Persistent: sO is free once the previous tile's store has read
+    // it. Else sO aliases sQ, and each warpgroup overwrites only the Q rows it read.
+    if constexpr (Traits::kPersistent) {
+      if (ctid == 0) tma_store_wait<0>();
+      cutlass::arch::NamedBarrier::arrive_and_wait(128 * Traits::kNumConsumerWG, 1);
+    }
+    {
+      Tensor tOrOe = make_tensor_like<Element>(tOrO);
+      detail::convert_frag(tOrO, tOrOe);
+      Tensor tOsO = thr_o.partition_C(sO);
+      copy(tOrOe, tOsO);
+    }
+    cutlass::arch::fence_view_async_shared();
+    cutlass::arch::NamedBarrier::arrive_and_wait(128 * Traits::kNumConsumerWG, 1);
+    if (p.store_o_predicated) {
+      // 16-byte chunks of the rows this sequence owns.
+      constexpr int kChunks = Traits::kHeadDimV / 8;
+      Element* out = static_cast<Element*>(attn.out);
+      for (int i = ctid; i < (row_end - row_begin) * kChunks; i += 128 * Traits::kNumConsumerWG) {
+        const int r = i / kChunks, c = (i % kChunks) * 8;
+        *reinterpret_cast<uint4*>(out + attn.o_offset(batch, row_begin + r, head) + c) =
+            *reinterpret_cast<uint4 const*>(&sO(r, c));
       }
+    } else if (ctid == 0) {
+      Tensor mO = p.tma_o.get_tma_tensor(p.layout_o.shape())(_, _, head, batch);
+      Tensor gO =
+          local_tile(mO, Shape<Int<kBlockM>, Int<Traits::kHeadDimV>>{}, make_coord(m_block, _0{}));
+      auto [tOg, tOs] = tma_partition(p.tma_o, _0{}, Layout<_1>{}, group_modes<0, 2>(sO),
+                                      group_modes<0, 2>(gO));
+      copy(p.tma_o, tOs, tOg);
+      tma_store_arrive();
     }
   }
-
-  // O: registers -> smem (aliasing sQ; each warpgroup overwrites only the Q rows it read) -> TMA.
-  Tensor sO = make_tensor(make_smem_ptr(ss.q.data()), typename Traits::SmemLayoutO{});
-  {
-    Tensor tOrOe = make_tensor_like<Element>(tOrO);
-    detail::convert_frag(tOrO, tOrOe);
-    Tensor tOsO = thr_o.partition_C(sO);
-    copy(tOrOe, tOsO);
-  }
-  cutlass::arch::fence_view_async_shared();
-  cutlass::arch::NamedBarrier::arrive_and_wait(128 * Traits::kNumConsumerWG, 1);
-  if (p.store_o_predicated) {
-    // 16-byte chunks of the rows this sequence owns.
-    constexpr int kChunks = Traits::kHeadDimV / 8;
-    Element* out = static_cast<Element*>(attn.out);
-    for (int i = ctid; i < (row_end - row_begin) * kChunks; i += 128 * Traits::kNumConsumerWG) {
-      const int r = i / kChunks, c = (i % kChunks) * 8;
-      *reinterpret_cast<uint4*>(out + attn.o_offset(batch, row_begin + r, head) + c) =
-          *reinterpret_cast<uint4 const*>(&sO(r, c));
-    }
-  } else if (ctid == 0) {
-    Tensor mO = p.tma_o.get_tma_tensor(p.layout_o.shape())(_, _, head, batch);
-    Tensor gO =
-        local_tile(mO, Shape<Int<kBlockM>, Int<Traits::kHeadDimV>>{}, make_coord(m_block, _0{}));
-    auto [tOg, tOs] = tma_partition(p.tma_o, _0{}, Layout<_1>{}, group_modes<0, 2>(sO),
-                                    group_modes<0, 2>(gO));
-    copy(p.tma_o, tOs, tOg);
-    tma_store_arrive();
-    tma_store_wait<0>();
-  }
+  // The last store must have read sO before the CTA's shared memory goes away.
+  if (ctid == 0) tma_store_wait<0>();
 #endif
 }
 

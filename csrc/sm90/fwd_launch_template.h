@@ -4,6 +4,9 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "common/mask.h"
 #include "common/params.h"
 #include "common/softmax.h"
@@ -71,12 +74,24 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
   p.store_o_predicated = a.q_varlen() || a.seqused_q != nullptr;
   p.zero_v_tail = a.paged() || a.seqused_k != nullptr || k_varlen;
 
+  p.num_m_blocks = (a.seqlen_q + kBlockM - 1) / kBlockM;
+
   auto kernel = fwd_kernel<Traits>;
   constexpr int smem = Traits::kSmemBytes;
   cudaError_t err =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  dim3 grid((a.seqlen_q + kBlockM - 1) / kBlockM, a.heads_q, a.batch);
+  dim3 grid(p.num_m_blocks, a.heads_q, a.batch);
+  if constexpr (Traits::kPersistent) {
+    // One CTA per SM (the kernel's shared memory allows no second), each walking its tiles.
+    int device = 0, num_sms = 0;
+    err = cudaGetDevice(&device);
+    if (err == cudaSuccess)
+      err = cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device);
+    if (err != cudaSuccess) return err;
+    const int64_t tiles = int64_t(p.num_m_blocks) * a.heads_q * a.batch;
+    grid = dim3(unsigned(std::min<int64_t>(tiles, num_sms)), 1, 1);
+  }
   kernel<<<grid, Traits::kNumThreads, smem, stream>>>(p);
   return cudaGetLastError();
 }
