@@ -18,12 +18,22 @@ struct MaskSpec {
 
   FA4_HOST_DEVICE int diagonal(int row) const { return row + seqlen_k - seqlen_q; }
 
-  FA4_HOST_DEVICE bool visible(int row, int col) const {
-    if (col < 0 || col >= seqlen_k) return false;
+  // Key columns [*col_lo, *col_hi) that query row `row` sees (empty when col_lo >= col_hi). The
+  // kernels compare each element's column against these two per-row bounds (two compares and a
+  // select), rather than re-deriving the window per element.
+  FA4_HOST_DEVICE void visible_cols(int row, int* col_lo, int* col_hi) const {
     const int diag = diagonal(row);
-    if (window_right >= 0 && col > diag + window_right) return false;
-    if (window_left >= 0 && col < diag - window_left) return false;
-    return true;
+    int lo = 0, hi = seqlen_k;
+    if (window_left >= 0 && diag - window_left > lo) lo = diag - window_left;
+    if (window_right >= 0 && diag + window_right + 1 < hi) hi = diag + window_right + 1;
+    *col_lo = lo;
+    *col_hi = hi;
+  }
+
+  FA4_HOST_DEVICE bool visible(int row, int col) const {
+    int lo, hi;
+    visible_cols(row, &lo, &hi);
+    return col >= lo && col < hi;
   }
 
   // Key columns [*col_begin, *col_end) that any row of [row_begin, row_end) can see: the loop bounds

@@ -533,6 +533,16 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         for (int c = 0; c < size<1>(s); ++c) {
           const int q = get<1>(tScS_rc(0, c));
           const float lse = ss.lse_log2[stage][q];
+          // Masked: the keys query m0 + q sees, relative to this thread's first key (none past
+          // q_len); each element compares its compile-time key offset against them.
+          int key_lo = 0, key_hi = 0;
+          if constexpr (decltype(masked)::value) {
+            if (m0 + q < q_len) mask.visible_cols(m0 + q, &key_lo, &key_hi);
+            const int key_base = n0 + get<0>(tScS_rc(0, 0));
+            key_lo -= key_base;
+            key_hi -= key_base;
+            if (m0 + q >= q_len) key_hi = key_lo;  // empty
+          }
           CUTE_UNROLL
           for (int r = 0; r < size<0>(s); ++r) {
             float x = s(r, c);
@@ -542,8 +552,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
             }
             float prob = ex2_approx(fmaf(x, scale_log2, -lse));
             if constexpr (decltype(masked)::value) {
-              const int key = n0 + get<0>(tScS_rc(r, c));
-              if (m0 + q >= q_len || !mask.visible(m0 + q, key)) prob = 0.f;
+              const int key = get<0>(tScS_rc(r, c)) - get<0>(tScS_rc(0, 0));
+              if (key < key_lo || key >= key_hi) prob = 0.f;
             }
             s(r, c) = prob;
           }

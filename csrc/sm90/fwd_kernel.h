@@ -538,14 +538,19 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           s(i) = apply_softcap(s(i) * attn.softmax_scale, attn.softcap);
       }
       if (need_mask) {
-        const int col0 = n * kBlockN;
+        // Per row, the visible columns relative to this thread's first one; per element, the
+        // column's compile-time offset against them (two compares and a select).
+        const int col_base = n * kBlockN + get<1>(tScS_rc(0, 0));
         CUTE_UNROLL
         for (int r = 0; r < size<0>(s); ++r) {
-          const int row = row_begin + get<0>(tScS_rc(r, 0));
+          int lo, hi;
+          mask.visible_cols(row_begin + get<0>(tScS_rc(r, 0)), &lo, &hi);
+          lo -= col_base;
+          hi -= col_base;
           CUTE_UNROLL
           for (int c = 0; c < size<1>(s); ++c) {
-            const int col = col0 + get<1>(tScS_rc(r, c));
-            if (!mask.visible(row, col)) s(r, c) = -INFINITY;
+            const int col = get<1>(tScS_rc(r, c)) - get<1>(tScS_rc(0, 0));
+            if (col < lo || col >= hi) s(r, c) = -INFINITY;
           }
         }
       }

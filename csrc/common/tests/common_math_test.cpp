@@ -48,6 +48,26 @@ static void test_mask() {
   const fa4::MaskSpec empty_rows = fa4::make_mask(8, 2, true, -1, -1);
   empty_rows.key_range(0, 6, &lo, &hi);
   EXPECT(hi <= lo);
+  // visible_cols (the kernels' per-row bounds) against the window's definition, element by element.
+  for (int sq : {1, 5, 70}) {
+    for (int sk : {0, 1, 9, 70}) {
+      for (int wl : {-1, 0, 3}) {
+        for (int wr : {-1, 0, 2}) {
+          for (bool causal : {false, true}) {
+            const fa4::MaskSpec m = fa4::make_mask(sq, sk, causal, wl, wr);
+            for (int r = 0; r < sq; ++r) {
+              const int diag = r + sk - sq;
+              for (int c = -2; c < sk + 2; ++c) {
+                const bool want = c >= 0 && c < sk && (m.window_right < 0 || c <= diag + m.window_right) &&
+                                  (wl < 0 || c >= diag - wl);
+                EXPECT(m.visible(r, c) == want);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
 }
 
 // key_range (forward: key blocks of a query block) and query_range (backward: query blocks of a key
