@@ -3,10 +3,12 @@ varlen with empty sequences, determinism, CPU agreement, a dQ accumulator past 2
 CUDA only; configurations the kernel does not cover raise NotImplementedError and are reported as
 skips with the reason.
 
-Gradient buffers: the op allocates dq/dk/dv itself (zero-filled, the value of every row no sequence
-owns), so they cannot be NaN-poisoned from here. An in-sequence row the kernel forgets to write
-stays 0 and fails the comparison wherever the reference gradient is nonzero, which random inputs
-make every in-sequence row of dq/dk/dv that sees (or is seen by) a key.
+Gradient buffers: the op allocates dq/dk/dv itself, zero-filled only where some rows belong to no
+sequence (or no query sees some keys); elsewhere the kernels must write every row. Each test first
+hands torch's caching allocator blocks full of NaN (nan_filled_allocator), so an unfilled buffer
+starts as NaN and a row the kernel forgets fails; a forgotten in-sequence row of a zero-filled
+buffer stays 0 and fails wherever the reference gradient is nonzero, which random inputs make every
+in-sequence row of dq/dk/dv that sees (or is seen by) a key.
 """
 
 import pytest
@@ -18,6 +20,14 @@ from helpers import CUDA, assert_tolerance, make_cu_seqlens, run_or_skip_unimple
 from test_cuda_fwd import DIMS, DTYPES, HEADS, MASKS, SEQLENS  # the forward's grid, shared
 
 pytestmark = pytest.mark.skipif(not CUDA, reason="no CUDA device")
+
+
+@pytest.fixture(autouse=True)
+def nan_filled_allocator():
+    big = torch.full((64 << 20,), float("nan"), device="cuda")  # 256 MiB: the large-block pool
+    small = [torch.full((64 << 10,), float("nan"), device="cuda") for _ in range(32)]  # < 1 MiB pool
+    del big, small
+    yield
 
 
 def leaf(t):

@@ -19,6 +19,9 @@ bool cuda_stream_capturing(int device_index);
 void run_fwd_cuda(const AttnParams& params, int device_index);
 // `like`: a tensor on the target device, for the backward's scratch allocation.
 void run_bwd_cuda(const AttnBwdParams& params, const torch::stable::Tensor& like);
+// Whether the CUDA backward leaves rows of dq (*dq) or of dk / dv (*dkdv) unwritten, so that they
+// must be allocated zero-filled (true for both when no CUDA backward is built).
+void cuda_bwd_unwritten_rows(const AttnBwdParams& params, bool* dq, bool* dkdv);
 // y = fa4::exp2_poly(x) elementwise on device pointers (the device build of csrc/common/exp2.h).
 void run_exp2_poly_cuda(const float* x, float* y, int64_t n, int device_index);
 // JSON fragment: {"cuda": ..., "archs": [...], "kernels": [...]}.

@@ -112,6 +112,17 @@ void run_bwd_cuda(const AttnBwdParams& params, const Tensor& like) {
 #endif
 }
 
+void cuda_bwd_unwritten_rows(const AttnBwdParams& params, bool* dq, bool* dkdv) {
+#if FA4_WITH_SM90_BWD
+  const fa4::sm90::BwdUnwrittenRows u = fa4::sm90::bwd_unwritten_rows(params);
+  *dq = u.dq;
+  *dkdv = u.dkdv;
+#else
+  (void)params;
+  *dq = *dkdv = true;
+#endif
+}
+
 void run_exp2_poly_cuda(const float* x, float* y, int64_t n, int device) {
   torch::stable::accelerator::DeviceGuard guard(device);
 #if FA4_WITH_SM90
@@ -133,6 +144,7 @@ constexpr const char* kNoCuda =
 bool cuda_stream_capturing(int) { return false; }
 void run_fwd_cuda(const AttnParams&, int) { FA4_CHECK(false, kNoCuda); }
 void run_bwd_cuda(const AttnBwdParams&, const Tensor&) { FA4_CHECK(false, kNoCuda); }
+void cuda_bwd_unwritten_rows(const AttnBwdParams&, bool* dq, bool* dkdv) { *dq = *dkdv = true; }
 void run_exp2_poly_cuda(const float*, float*, int64_t, int) { FA4_CHECK(false, kNoCuda); }
 
 #endif

@@ -122,9 +122,17 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> bwd(
   }
 
   const bool q_varlen = cu_seqlens_q.has_value(), k_varlen = cu_seqlens_k.has_value();
-  Tensor dq = torch::stable::new_zeros(q, std::vector<int64_t>(q.sizes().begin(), q.sizes().end()));
-  Tensor dk = torch::stable::new_zeros(k, std::vector<int64_t>(k.sizes().begin(), k.sizes().end()));
-  Tensor dv = torch::stable::new_zeros(v, std::vector<int64_t>(v.sizes().begin(), v.sizes().end()));
+  // Rows no sequence owns (and keys no query sees) hold 0; the CUDA backward says which of the
+  // gradients have such rows and skips the fill of the others.
+  bool zero_dq = true, zero_dkdv = true;
+  if (!q.is_cpu()) cuda_bwd_unwritten_rows(params, &zero_dq, &zero_dkdv);
+  auto grad_like = [](const Tensor& t, bool zero) {
+    const std::vector<int64_t> sizes(t.sizes().begin(), t.sizes().end());
+    return zero ? torch::stable::new_zeros(t, sizes) : torch::stable::new_empty(t, sizes);
+  };
+  Tensor dq = grad_like(q, zero_dq);
+  Tensor dk = grad_like(k, zero_dkdv);
+  Tensor dv = grad_like(v, zero_dkdv);
   Tensor dsink = torch::stable::new_zeros(q, learnable_sink ? std::vector<int64_t>{q.size(-2)}
                                                             : std::vector<int64_t>{0},
                                           ScalarType::Float);

@@ -187,6 +187,16 @@ const char* bwd_unsupported_reason(const AttnBwdParams& a) {
 
 size_t bwd_workspace_bytes(const AttnBwdParams& a) { return workspace_layout(a).total; }
 
+BwdUnwrittenRows bwd_unwritten_rows(const AttnBwdParams& a) {
+  // Every row below q_len(b) gets its dq from the convert kernel; every key block with a query
+  // that sees it writes all its rows below k_len(b) (the kernel's early returns are the others).
+  const bool q_ragged = a.q_varlen() || a.seqused_q != nullptr;
+  const bool k_ragged = a.cu_seqlens_k != nullptr || a.seqused_k != nullptr;
+  // Without a left window every key is seen by the last query row (its diagonal is the last key).
+  const bool keys_unseen = a.window_left >= 0 || a.seqlen_q == 0 || a.batch == 0 || a.heads_q == 0;
+  return {q_ragged, k_ragged || q_ragged || keys_unseen};
+}
+
 cudaError_t run_bwd(const AttnBwdParams& a, void* workspace, cudaStream_t stream) {
   if (bwd_unsupported_reason(a)[0] != '\0') return cudaErrorNotSupported;
   if (a.batch == 0 || a.heads_q == 0 || a.seqlen_q == 0) return cudaSuccess;
