@@ -116,12 +116,13 @@ def test_fwd_paged(page_size, d, d_v, causal, softcap):
 
 # Non-causal d <= 128 runs a persistent grid (one CTA per SM walking tiles). Enough tiles here that
 # every CTA takes several, with an empty sequence, a keyless one and ragged ends among them, through
-# both paged producer paths (8-row boxes, whole-tile boxes) and the predicated O store.
+# both paged producer paths (8-row boxes, whole-tile boxes) and the predicated O store. max_seqlen_q
+# >= 2048 also selects d = 64's three-warpgroup (192-row) tiles.
 @pytest.mark.parametrize("page_size", [16, 256])
 @pytest.mark.parametrize("d", [64, 96, 128])
 def test_fwd_persistent_walk(page_size, d):
     torch.manual_seed(0)
-    lens_q, lens_k = [1500, 0, 700, 129, 1024, 300], [1800, 64, 0, 900, 1024, 1]
+    lens_q, lens_k = [2100, 0, 700, 129, 1024, 300], [2200, 64, 0, 900, 1024, 1]
     hq, hkv, b = 8, 2, len(lens_q)
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     assert -(-max(lens_q) // 128) * hq * b >= 2 * sms, "too few tiles to walk"

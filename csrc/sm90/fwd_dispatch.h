@@ -14,14 +14,15 @@ template <int kHeadDim, int kHeadDimV>
 struct HdimConfig {
   static constexpr bool kBuilt = false;
 };
-#define FA4_SM90_HDIM_CONFIG(D, DV, BN, ST, OVL, PP) \
-  template <>                                        \
-  struct HdimConfig<D, DV> {                         \
-    static constexpr bool kBuilt = true;             \
-    static constexpr int kBlockN = BN;               \
-    static constexpr int kStages = ST;               \
-    static constexpr bool kOverlap = OVL;            \
-    static constexpr bool kPingPong = PP;            \
+#define FA4_SM90_HDIM_CONFIG(D, DV, BN, ST, OVL, PP, LWG) \
+  template <>                                             \
+  struct HdimConfig<D, DV> {                              \
+    static constexpr bool kBuilt = true;                  \
+    static constexpr int kBlockN = BN;                    \
+    static constexpr int kStages = ST;                    \
+    static constexpr bool kOverlap = OVL;                 \
+    static constexpr bool kPingPong = PP;                 \
+    static constexpr int kLongWG = LWG;                   \
   };
 FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_HDIM_CONFIG)
 #undef FA4_SM90_HDIM_CONFIG

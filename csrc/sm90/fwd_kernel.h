@@ -3,7 +3,8 @@
 // CTA = 3 warpgroups (384 threads):
 //   WG0  producer: one elected thread issues the TMA loads (Q once, then K/V blocks through a
 //        kStages-deep PipelineTmaAsync each); setmaxnreg drops its registers to kProducerRegs.
-//   WG1, WG2  consumers: each owns 64 of the kBlockM = 128 query rows. S = Q K^T with SS-WGMMA,
+//   WG1, WG2 (, WG3)  consumers: each owns 64 of the kBlockM = 128 (192) query rows. S = Q K^T
+//        with SS-WGMMA,
 //        online softmax in registers (fa4::RowSoftmaxState), O += P V with RS-WGMMA (P stays in
 //        registers). With kOverlap the S GEMM of the next key block is issued before the softmax
 //        of the current one so tensor cores and the softmax ALU/MUFU work overlap; with kPingPong
@@ -43,12 +44,16 @@ using namespace cute;
 // ------------------------------------------------------------------------------------------------
 template <class Element_, int kHeadDim_, int kHeadDimV_, int kBlockN_, int kStages_, bool kIsLocal_,
           bool kHasSoftcap_, bool kRescale_ = true, int kPolyPer8_ = 0, bool kOverlap_ = true,
-          bool kPingPong_ = kOverlap_, bool kGather_ = false>
+          bool kPingPong_ = kOverlap_, bool kGather_ = false, int kNumConsumerWG_ = 2>
 struct FwdTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;    // of q and k
   static constexpr int kHeadDimV = kHeadDimV_;  // of v and out
-  static constexpr int kBlockM = 128;
+  // Consumer warpgroups, 64 query rows each: 2, or 3 (FA3's d = 64 shape: more math warps per
+  // SM sub-partition to hide the softmax's latencies, at 160 registers each).
+  static constexpr int kNumConsumerWG = kNumConsumerWG_;
+  static_assert(kNumConsumerWG == 2 || kNumConsumerWG == 3);
+  static constexpr int kBlockM = 64 * kNumConsumerWG;
   static constexpr int kBlockN = kBlockN_;
   static constexpr int kStages = kStages_;
   static constexpr bool kIsLocal = kIsLocal_;      // causal or sliding window
@@ -64,15 +69,19 @@ struct FwdTraits {
   // TMA kernels' register allocation stays as it is.
   static constexpr bool kGather = kGather_;
   static_assert(!kPingPong || kOverlap, "ping-pong is built on the overlapped main loop");
+  static_assert(!kPingPong || kNumConsumerWG == 2, "ping-pong takes turns between two warpgroups");
   static_assert(kPolyPer8 >= 0 && kPolyPer8 <= 8);
   static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256);
   static_assert(kHeadDimV % 32 == 0 && kHeadDimV <= kHeadDim, "O staging aliases sQ");
   static_assert(kBlockN % 16 == 0 && kBlockN <= 256);
 
-  static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (kNumConsumerWG + 1);
+  // setmaxnreg redistributes the launch allocation (65536 / kNumThreads per thread, rounded down
+  // to 8): 2 * 240 + 24 = 3 * 168, 3 * 160 + 24 <= 4 * 128.
   static constexpr int kProducerRegs = 24;
-  static constexpr int kConsumerRegs = 240;
+  static constexpr int kConsumerRegs = kNumConsumerWG == 2 ? 240 : 160;
+  static_assert(128 * (kNumConsumerWG * kConsumerRegs + kProducerRegs) <=
+                (65536 / kNumThreads) / 8 * 8 * kNumThreads);
 
   using TileShapeS = Shape<Int<kBlockM>, Int<kBlockN>, Int<kHeadDim>>;   // (M, N, K) of S = Q K^T
   using TileShapeO = Shape<Int<kBlockM>, Int<kHeadDimV>, Int<kBlockN>>;  // (M, N, K) of O = P V

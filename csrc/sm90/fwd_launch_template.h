@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "common/mask.h"
 #include "common/params.h"
@@ -98,7 +99,7 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
 
 // The dispatched variants of one (dtype, head_dim, head_dim_v) row of FA4_SM90_FWD_HDIM_TABLE.
 template <class Element, int kHeadDim, int kHeadDimV, int kBlockN, int kStages, bool kOverlap,
-          bool kPingPong>
+          bool kPingPong, int kLongWG>
 cudaError_t run_fwd_hdim_impl(const AttnParams& a, cudaStream_t stream) {
   if (a.paged() && a.page_size % 8 != 0) {
     // Pages that do not hold whole 8-row blocks: the gather kernel, built with the local mask
@@ -110,11 +111,19 @@ cudaError_t run_fwd_hdim_impl(const AttnParams& a, cudaStream_t stream) {
     };
     return a.softcap > 0.f ? launch(std::true_type{}) : launch(std::false_type{});
   }
-  return dispatch_local_softcap(has_local_mask(a), a.softcap > 0.f, [&](auto local, auto softcap) {
-    return launch_fwd<FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages,
-                                decltype(local)::value, decltype(softcap)::value, kDefaultRescale,
-                                kDefaultPolyPer8, kOverlap, kPingPong>>(a, stream);
-  });
+  auto launch = [&](auto num_wg) {
+    constexpr int kWG = decltype(num_wg)::value;
+    return dispatch_local_softcap(has_local_mask(a), a.softcap > 0.f, [&](auto local, auto softcap) {
+      return launch_fwd<FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages,
+                                  decltype(local)::value, decltype(softcap)::value, kDefaultRescale,
+                                  kDefaultPolyPer8, kOverlap, kPingPong && kWG == 2, false, kWG>>(
+          a, stream);
+    });
+  };
+  if constexpr (kLongWG != 2) {
+    if (a.seqlen_q >= kLongSeqlenQ) return launch(std::integral_constant<int, kLongWG>{});
+  }
+  return launch(std::integral_constant<int, 2>{});
 }
 
 }  // namespace fa4::sm90
@@ -126,6 +135,6 @@ cudaError_t run_fwd_hdim_impl(const AttnParams& a, cudaStream_t stream) {
   cudaError_t run_fwd_hdim<ELEMENT, HDIM, HDIM_V>(const AttnParams& a, cudaStream_t stream) {   \
     using C = HdimConfig<HDIM, HDIM_V>;                                                        \
     return run_fwd_hdim_impl<ELEMENT, HDIM, HDIM_V, C::kBlockN, C::kStages, C::kOverlap,       \
-                             C::kPingPong>(a, stream);                                         \
+                             C::kPingPong, C::kLongWG>(a, stream);                             \
   }                                                                                            \
   }

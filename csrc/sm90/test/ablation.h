@@ -13,6 +13,7 @@ namespace fa4::sm90::ablation {
 struct Variant {
   int head_dim;
   int block_n;   // keys per block
+  int num_wg;    // consumer warpgroups (64 query rows each)
   bool causal;
   bool rescale;  // conditional rescaling (threshold log2(256)) vs always rescale
   int poly_per8; // exponentials of every 8 computed by exp2_poly on the FMA pipe
