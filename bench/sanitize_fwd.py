@@ -48,7 +48,11 @@ for d in (64, 128):
     s = 128 * (-(-2 * sms // 16)) + 37  # >= 2 tiles per CTA over 2 x 8 heads, a ragged last block
     q, k, v = t(2, s, 8, d=d), t(2, s + 50, 8, d=d), t(2, s + 50, 8, d=d)
     check(f"persistent d{d} {s}x{s + 50}", fa.flash_attn_func(q, k, v))
+    check(f"persistent (tile counter) causal d{d} {s}x{s + 50}", fa.flash_attn_func(q, k, v, causal=True))
 lens_q, lens_k = [900, 0, 300, 77] * 8, [1000, 5, 0, 300] * 8
 q, k, v = t(sum(lens_q), 4), t(sum(lens_k), 2), t(sum(lens_k), 2)
 check("persistent varlen gqa", fa.flash_attn_varlen_func(q, k, v, cu(lens_q), cu(lens_k), max(lens_q),
                                                          max(lens_k)))
+check("persistent (tile counter) varlen gqa window",
+      fa.flash_attn_varlen_func(q, k, v, cu(lens_q), cu(lens_k), max(lens_q), max(lens_k),
+                                window_size=(200, 0)))

@@ -114,15 +114,18 @@ def test_fwd_paged(page_size, d, d_v, causal, softcap):
         assert_tolerance(f"out[{i}]", out[i * sq:(i + 1) * sq][None], ref, low, atol=1e-3)
 
 
-# Non-causal d <= 128 runs a persistent grid (one CTA per SM walking tiles). Enough tiles here that
-# every CTA takes several, with an empty sequence, a keyless one and ragged ends among them, through
-# both paged producer paths (8-row boxes, whole-tile boxes) and the predicated O store. max_seqlen_q
-# >= 2048 also selects d = 64's three-warpgroup (192-row) tiles.
+# d <= 128 runs a persistent grid (one CTA per SM walking tiles; with a causal / local mask they
+# take tiles from a counter, heaviest first). Enough tiles here that every CTA takes several, with
+# an empty sequence, a keyless one, tiles a window leaves keyless, and ragged ends among them,
+# through both paged producer paths (8-row boxes, whole-tile boxes) and the predicated O store.
+# max_seqlen_q >= 2048 selects d = 64's three-warpgroup (192-row) tiles, 1500 its two-warpgroup ones.
 @pytest.mark.parametrize("page_size", [16, 256])
 @pytest.mark.parametrize("d", [64, 96, 128])
-def test_fwd_persistent_walk(page_size, d):
+@pytest.mark.parametrize("mask", [{}, dict(causal=True), dict(window_size=(300, 0))], ids=str)
+@pytest.mark.parametrize("longest", [1500, 2100])
+def test_fwd_persistent_walk(page_size, d, mask, longest):
     torch.manual_seed(0)
-    lens_q, lens_k = [2100, 0, 700, 129, 1024, 300], [2200, 64, 0, 900, 1024, 1]
+    lens_q, lens_k = [longest, 0, 700, 129, 1024, 300], [longest + 100, 64, 0, 900, 1024, 1]
     hq, hkv, b = 8, 2, len(lens_q)
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     assert -(-max(lens_q) // 128) * hq * b >= 2 * sms, "too few tiles to walk"
@@ -136,7 +139,7 @@ def test_fwd_persistent_walk(page_size, d):
     used_k = torch.tensor(lens_k, dtype=torch.int32, device="cuda")
     sink = torch.randn(hq, device="cuda")
     out = fa.flash_attn_varlen_func(q, k_pages, v_pages, cu_q, None, max(lens_q), None,
-                                    seqused_k=used_k, page_table=table, learnable_sink=sink)
+                                    seqused_k=used_k, page_table=table, learnable_sink=sink, **mask)
     for i in range(b):
         if lens_q[i] == 0:
             continue
@@ -144,8 +147,8 @@ def test_fwd_persistent_walk(page_size, d):
         v = v_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
         rows = slice(int(cu_q[i]), int(cu_q[i + 1]))
         qi = q[rows][None]
-        ref, _ = attention_ref(qi, k, v, learnable_sink=sink, compute_dtype=torch.float32)
-        low, _ = attention_ref(qi, k, v, learnable_sink=sink, compute_dtype=torch.bfloat16)
+        ref, _ = attention_ref(qi, k, v, learnable_sink=sink, compute_dtype=torch.float32, **mask)
+        low, _ = attention_ref(qi, k, v, learnable_sink=sink, compute_dtype=torch.bfloat16, **mask)
         assert_tolerance(f"out[{i}]", out[rows][None], ref, low, atol=1e-3)
 
 

@@ -16,7 +16,8 @@ namespace fa4::api {
 // CUDA backend (cuda_backend.cpp). In a build without nvcc these raise an error that says how to
 // build the CUDA kernels; cuda_stream_capturing then returns false.
 bool cuda_stream_capturing(int device_index);
-void run_fwd_cuda(const AttnParams& params, int device_index);
+// `like`: a tensor on the target device (for the forward's few bytes of scratch).
+void run_fwd_cuda(const AttnParams& params, const torch::stable::Tensor& like);
 // `like`: a tensor on the target device, for the backward's scratch allocation.
 void run_bwd_cuda(const AttnBwdParams& params, const torch::stable::Tensor& like);
 // Whether the CUDA backward leaves rows of dq (*dq) or of dk / dv (*dkdv) unwritten, so that they

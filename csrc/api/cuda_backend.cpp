@@ -76,7 +76,8 @@ bool cuda_stream_capturing(int device) {
   return status != cudaStreamCaptureStatusNone;
 }
 
-void run_fwd_cuda(const AttnParams& params, int device) {
+void run_fwd_cuda(const AttnParams& params, const Tensor& like) {
+  const int device = like.get_device_index();
   torch::stable::accelerator::DeviceGuard guard(device);
   const int cc = compute_capability(device);
 #if FA4_WITH_SM90_FWD
@@ -84,7 +85,13 @@ void run_fwd_cuda(const AttnParams& params, int device) {
                         "is sm_", cc, " (run on CPU tensors instead)");
   const char* reason = fa4::sm90::fwd_unsupported_reason(params);
   FA4_CHECK_IMPLEMENTED(reason[0] == '\0', "sm90 forward: ", reason);
-  check_cuda(fa4::sm90::run_fwd(params, current_stream(device)), "sm90 forward launch");
+  // A few zeroed bytes (the causal / local kernels' tile counter) from torch's caching allocator.
+  const int64_t bytes = static_cast<int64_t>(fa4::sm90::fwd_workspace_bytes(params));
+  Tensor workspace;
+  if (bytes > 0) workspace = torch::stable::new_zeros(like, {bytes}, ScalarType::Byte);
+  check_cuda(fa4::sm90::run_fwd(params, bytes > 0 ? workspace.mutable_data_ptr() : nullptr,
+                                current_stream(device)),
+             "sm90 forward launch");
 #else
   FA4_CHECK_IMPLEMENTED(false, "no CUDA forward kernel is built for sm_", cc, " in this build "
                         "(built archs: ", kCudaArchsJson, ")");
@@ -142,7 +149,7 @@ constexpr const char* kNoCuda =
 }
 
 bool cuda_stream_capturing(int) { return false; }
-void run_fwd_cuda(const AttnParams&, int) { FA4_CHECK(false, kNoCuda); }
+void run_fwd_cuda(const AttnParams&, const Tensor&) { FA4_CHECK(false, kNoCuda); }
 void run_bwd_cuda(const AttnBwdParams&, const Tensor&) { FA4_CHECK(false, kNoCuda); }
 void cuda_bwd_unwritten_rows(const AttnBwdParams&, bool* dq, bool* dkdv) { *dq = *dkdv = true; }
 void run_exp2_poly_cuda(const float*, float*, int64_t, int) { FA4_CHECK(false, kNoCuda); }

@@ -48,7 +48,7 @@ void run_fwd(const AttnParams& params, const Tensor& q) {
   if (q.is_cpu()) {
     fa4::cpu::run_fwd(params);
   } else {
-    run_fwd_cuda(params, q.get_device_index());
+    run_fwd_cuda(params, q);
   }
 }
 

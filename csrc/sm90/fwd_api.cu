@@ -4,6 +4,7 @@
 #include "sm90/fwd_dispatch.h"
 #include "sm90/fwd_launch.h"
 #include "sm90/gmem_layout.h"
+#include "sm90/variant_dispatch.h"
 
 namespace fa4::sm90 {
 
@@ -81,15 +82,30 @@ const char* fwd_unsupported_reason(const AttnParams& a) {
   return "";
 }
 
-cudaError_t run_fwd(const AttnParams& a, cudaStream_t stream) {
+size_t fwd_workspace_bytes(const AttnParams& a) {
+  // FwdTraits::kTileCounter: a local mask, not the paged-gather kernel, d and d_v <= 128, two
+  // consumer warpgroups (the row's kLongWG only from kLongSeqlenQ).
+  bool two_wg = true;
+#define FA4_SM90_TWO_WG(D, DV, BN, ST, OVL, PP, LWG) \
+  if (a.head_dim == D && a.head_dim_v == DV) two_wg = LWG == 2 || a.seqlen_q < kLongSeqlenQ;
+  FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_TWO_WG)
+#undef FA4_SM90_TWO_WG
+  const bool gather = a.paged() && a.page_size % 8 != 0;
+  const bool counter =
+      has_local_mask(a) && !gather && a.head_dim <= 128 && a.head_dim_v <= 128 && two_wg;
+  return counter ? 16 : 0;
+}
+
+cudaError_t run_fwd(const AttnParams& a, void* workspace, cudaStream_t stream) {
   const char* reason = fwd_unsupported_reason(a);
   if (reason[0] != '\0') return cudaErrorNotSupported;
   if (const cudaError_t err = clear_unowned_rows(a, stream); err != cudaSuccess) return err;
+  int* tile_counter = fwd_workspace_bytes(a) > 0 ? static_cast<int*>(workspace) : nullptr;
 #define FA4_SM90_DISPATCH(D, DV, BN, ST, OVL, PP, LWG)                      \
   if (a.head_dim == D && a.head_dim_v == DV) {                              \
     return a.dtype == DType::kBFloat16                                      \
-               ? run_fwd_hdim<cutlass::bfloat16_t, D, DV>(a, stream)        \
-               : run_fwd_hdim<cutlass::half_t, D, DV>(a, stream);           \
+               ? run_fwd_hdim<cutlass::bfloat16_t, D, DV>(a, tile_counter, stream) \
+               : run_fwd_hdim<cutlass::half_t, D, DV>(a, tile_counter, stream);    \
   }
   FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_DISPATCH)
 #undef FA4_SM90_DISPATCH

@@ -29,6 +29,6 @@ FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_HDIM_CONFIG)
 
 // Defined in instantiations/fwd_<dtype>_hdim<d>[_<d_v>].cu.
 template <class Element, int kHeadDim, int kHeadDimV>
-cudaError_t run_fwd_hdim(const AttnParams& a, cudaStream_t stream);
+cudaError_t run_fwd_hdim(const AttnParams& a, int* tile_counter, cudaStream_t stream);
 
 }  // namespace fa4::sm90

@@ -157,13 +157,19 @@ struct FwdTraits {
   // Persistent grid (one CTA per SM walking the tiles) where O can be staged in a buffer of its
   // own: the producer then loads the next tile's Q and first K/V blocks while the consumers finish
   // the current tile, which a fresh CTA per tile exposes (short sequences pay it on every ~8
-  // blocks). Only without a local mask: causal tiles differ in work, and a static round-robin
-  // over them leaves some SMs with several times the work of others.
+  // blocks). Without a local mask every tile is the same work and CTA c takes tiles c, c + grid,
+  // ...; with one (causal tiles differ in work) the CTAs take the next tile from a counter in
+  // global memory, heaviest first (fwd_tile_counter_needed() says when the launch provides it).
   static constexpr int kSmemOperandBytes =
       int(sizeof(Element)) * (cosize_v<SmemLayoutQ> + cosize_v<SmemLayoutK> + cosize_v<SmemLayoutV>);
   static constexpr int kSmemOBytes = int(sizeof(Element)) * cosize_v<SmemLayoutO>;
+  // (Three consumer warpgroups with a local mask stay one tile per CTA: at 160 registers the
+  // dynamic walk's per-tile state spills into the main loop.)
   static constexpr bool kPersistent =
-      !kIsLocal && !kGather && kSmemOperandBytes + kSmemOBytes + 1024 <= 227 * 1024;
+      !kGather && (kIsLocal ? kHeadDim <= 128 && kHeadDimV <= 128 && kNumConsumerWG == 2
+                            : kSmemOperandBytes + kSmemOBytes + 1024 <= 227 * 1024);
+  static_assert(!kPersistent || kSmemOperandBytes + kSmemOBytes + 1024 <= 227 * 1024);
+  static constexpr bool kTileCounter = kPersistent && kIsLocal;
 
   struct Empty {};
   struct SharedStorage {
@@ -173,8 +179,9 @@ struct FwdTraits {
     // O staging: its own buffer when persistent, else it aliases q.
     alignas(1024) conditional_t<kPersistent, cute::array_aligned<Element, cosize_v<SmemLayoutO>>,
                                 Empty> o;
-    alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_q;  // Q landed
-    cutlass::arch::ClusterBarrier barrier_q_free;  // consumers done with Q (persistent)
+    alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_q;  // Q landed (and tile_id set)
+    cutlass::arch::ClusterBarrier barrier_q_free;  // consumers done with Q and tile_id (persistent)
+    int tile_id;  // persistent: the tile the producer announced; >= the tile count ends the walk
     typename Pipeline::SharedStorage pipe_k;
     typename Pipeline::SharedStorage pipe_v;
   };
@@ -202,6 +209,8 @@ struct FwdKernelParams {
   bool zero_v_tail;         // V rows past k_len(b) may hold anything (NaN, next sequence): clear them in smem
   bool kv_row_groups;       // paged with page_size % kBlockN != 0 (page_size % 8 == 0): 8-row TMA boxes
   int num_m_blocks;         // query blocks per (head, batch): tiles = num_m_blocks * heads * batch
+  int group_pairs;          // kTileCounter order: (head, batch) pairs per L2 group
+  int* tile_counter;        // kTileCounter: zeroed int, tiles handed out past the first gridDim.x
 };
 
 // Per-thread softmax over the two rows it holds of a 64-row warpgroup tile.
@@ -311,6 +320,13 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   const int num_tiles = Traits::kPersistent ? p.num_m_blocks * attn.heads_q * attn.batch : 1;
   const int first_tile = Traits::kPersistent ? blockIdx.x : 0;
   const int tile_step = Traits::kPersistent ? gridDim.x : 1;
+  // The producer's walk (the consumers learn kTileCounter tiles from its announcements).
+  auto next_tile = [&](int t) {
+    if constexpr (Traits::kTileCounter) {
+      if (p.tile_counter != nullptr) return int(gridDim.x) + atomicAdd(p.tile_counter, 1);
+    }
+    return t + tile_step;
+  };
   struct TileWork {
     int m_block, head, batch, head_kv;
     int q_len, k_len;       // this sequence's lengths
@@ -320,7 +336,18 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   };
   auto tile_work = [&](int t) {
     TileWork w;
-    if constexpr (Traits::kPersistent) {
+    if constexpr (Traits::kTileCounter) {
+      // Heaviest (longest under the mask) first, within groups of group_pairs (head, batch) pairs
+      // whose K/V fit in L2 together: query block descending, then the pair.
+      const int pairs = attn.heads_q * attn.batch;
+      const int per_group = p.group_pairs * p.num_m_blocks;
+      const int g = t / per_group, u = t - g * per_group;
+      const int in_group = min(p.group_pairs, pairs - g * p.group_pairs);
+      const int pair = g * p.group_pairs + u % in_group;
+      w.m_block = p.num_m_blocks - 1 - u / in_group;
+      w.head = pair % attn.heads_q;
+      w.batch = pair / attn.heads_q;
+    } else if constexpr (Traits::kPersistent) {
       w.m_block = p.num_m_blocks - 1 - t % p.num_m_blocks;
       w.head = (t / p.num_m_blocks) % attn.heads_q;
       w.batch = t / (p.num_m_blocks * attn.heads_q);
@@ -377,12 +404,28 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     const bool leader = threadIdx.x == 0;
     if (leader || (Traits::kGather && threadIdx.x < 32)) {
       PipelineState wr = cutlass::make_producer_start_state<Pipeline>();
-      int q_loads = 0;  // tiles whose Q was loaded so far (the phase of barrier_q / barrier_q_free)
-      for (int t = first_tile; t < num_tiles; t += tile_step) {
+      // Persistent: Q of the next tile waits until the consumers' S GEMMs are done with sQ
+      // (barrier_q_free). kTileCounter: every tile is also announced to the consumers, through
+      // tile_id and barrier_q (with Q's bytes when it has work), then one id past the end; each
+      // announcement waits for barrier_q_free (the consumers are also done with tile_id).
+      int q_free_waits = 0;
+      for (int t = first_tile; Traits::kTileCounter || t < num_tiles; t = next_tile(t)) {
+        if constexpr (Traits::kTileCounter) {
+          if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);
+          ++q_free_waits;
+          ss.tile_id = t;
+          if (t >= num_tiles) {
+            ss.barrier_q.arrive();
+            break;
+          }
+        }
         const TileWork w = tile_work(t);
         // Tiles without rows or without visible keys load nothing (the consumers skip them or
         // only write zeros).
-        if (w.row_begin >= w.q_len || w.n_max <= w.n_min) continue;
+        if (w.row_begin >= w.q_len || w.n_max <= w.n_min) {
+          if constexpr (Traits::kTileCounter) ss.barrier_q.arrive();
+          continue;
+        }
         const int batch = w.batch, n_min = w.n_min, n_max = w.n_max;
         const bool q_varlen = attn.q_varlen();
         Tensor mQ = p.tma_q.get_tma_tensor(p.layout_q.shape())(_, _, w.head, q_varlen ? 0 : batch);
@@ -399,12 +442,13 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
                                         group_modes<0, 2>(gQ));
         if (leader) {
-          // The previous tile's S GEMMs must be done with sQ.
-          if (q_loads > 0) ss.barrier_q_free.wait((q_loads - 1) & 1);
+          if constexpr (Traits::kPersistent && !Traits::kTileCounter) {
+            if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);
+            ++q_free_waits;
+          }
           ss.barrier_q.arrive_and_expect_tx(Traits::kTmaBytesQ);
           copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);
         }
-        ++q_loads;
         if constexpr (Traits::kGather) {
           // Not every page starts on an 8-row swizzle-atom boundary of the stage tile, where a TMA
           // box would have to start, so the warp gathers the K/V rows. The leader's acquire waits
@@ -525,10 +569,19 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   }();
   Tensor sO = make_tensor(make_smem_ptr(o_staging), typename Traits::SmemLayoutO{});
   PipelineState rd;  // consumer state starts at phase 0
-  int q_loads = 0;   // tiles whose Q was waited for so far (the phase of barrier_q)
 
-  for (int t = first_tile; t < num_tiles; t += tile_step) {
+  int q_waits = 0;  // completions of barrier_q waited for
+  for (int t = first_tile; Traits::kTileCounter || t < num_tiles; t += tile_step) {
+    if constexpr (Traits::kTileCounter) {
+      ss.barrier_q.wait(q_waits++ & 1);  // the producer's next announcement (and its Q, if any)
+      t = ss.tile_id;
+      if (t >= num_tiles) break;
+    }
     const TileWork w = tile_work(t);
+    if constexpr (Traits::kTileCounter) {
+      // Tiles without work free sQ and tile_id at once; the others after their last S GEMM.
+      if (!(w.row_begin < w.q_len && w.n_max > w.n_min)) ss.barrier_q_free.arrive();
+    }
     if (w.row_begin >= w.q_len) continue;  // no rows here (varlen / seqused q)
     const int m_block = w.m_block, head = w.head, batch = w.batch;
     const int q_len = w.q_len, k_len = w.k_len, row_begin = w.row_begin, row_end = w.row_end;
@@ -623,7 +676,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       if constexpr (Traits::kPingPong) {
         if (wgc == 1) cutlass::arch::NamedBarrier::arrive(256, 2);
       }
-      ss.barrier_q.wait(q_loads & 1);
+      if constexpr (!Traits::kTileCounter) ss.barrier_q.wait(q_waits++ & 1);
       if constexpr (Traits::kOverlap) {
         // Prologue: S of the first (highest) block, softmax, P.
         int n = n_max - 1;
@@ -704,7 +757,6 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         }
         if constexpr (Traits::kPersistent) ss.barrier_q_free.arrive();
       }
-      ++q_loads;
     }
 
     // ------------------------------------------------------------------ epilogue

@@ -8,6 +8,13 @@
 namespace fa4::sm90 {
 // Empty string when the sm90 forward kernel handles `params`; otherwise a short reason.
 const char* fwd_unsupported_reason(const AttnParams& params);
-// Launches on `stream`; returns cudaSuccess or the launch error.
-cudaError_t run_fwd(const AttnParams& params, cudaStream_t stream);
+// Bytes of zero-filled device scratch run_fwd wants: a tile counter for the persistent kernels
+// with a local mask (d, d_v <= 128), which hand out tiles heaviest first; 0 for the others.
+size_t fwd_workspace_bytes(const AttnParams& params);
+// Launches on `stream`; returns cudaSuccess or the launch error. `workspace`: fwd_workspace_bytes
+// zero-filled bytes (without them the local-mask kernels walk their tiles in a fixed order).
+cudaError_t run_fwd(const AttnParams& params, void* workspace, cudaStream_t stream);
+inline cudaError_t run_fwd(const AttnParams& params, cudaStream_t stream) {
+  return run_fwd(params, nullptr, stream);
+}
 }  // namespace fa4::sm90

@@ -19,8 +19,9 @@
 
 namespace fa4::sm90 {
 
+// tile_counter: a zeroed int for the kTileCounter kernels (nullptr: they walk a fixed order).
 template <class Traits>
-cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
+cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream, int* tile_counter = nullptr) {
   using namespace cute;
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM;
@@ -76,6 +77,16 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
   p.zero_v_tail = a.paged() || a.seqused_k != nullptr || k_varlen;
 
   p.num_m_blocks = (a.seqlen_q + kBlockM - 1) / kBlockM;
+  p.tile_counter = Traits::kTileCounter ? tile_counter : nullptr;
+  {
+    // Heaviest-first order of the kTileCounter kernels: groups of (head, batch) pairs whose K/V
+    // (seqlen_k rows of d + d_v) fit in ~half of the 50 MB L2 together.
+    constexpr int64_t kL2GroupBytes = int64_t(24) << 20;
+    const int64_t pair_bytes =
+        std::max<int64_t>(1, int64_t(a.seqlen_k) * (kHeadDim + kHeadDimV) * sizeof(Element));
+    const int64_t pairs = std::max<int64_t>(1, int64_t(a.heads_q) * a.batch);
+    p.group_pairs = int(std::clamp<int64_t>(kL2GroupBytes / pair_bytes, 1, pairs));
+  }
 
   auto kernel = fwd_kernel<Traits>;
   constexpr int smem = Traits::kSmemBytes;
@@ -100,7 +111,7 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream) {
 // The dispatched variants of one (dtype, head_dim, head_dim_v) row of FA4_SM90_FWD_HDIM_TABLE.
 template <class Element, int kHeadDim, int kHeadDimV, int kBlockN, int kStages, bool kOverlap,
           bool kPingPong, int kLongWG>
-cudaError_t run_fwd_hdim_impl(const AttnParams& a, cudaStream_t stream) {
+cudaError_t run_fwd_hdim_impl(const AttnParams& a, int* tile_counter, cudaStream_t stream) {
   if (a.paged() && a.page_size % 8 != 0) {
     // Pages that do not hold whole 8-row blocks: the gather kernel, built with the local mask
     // path only (it also serves causal-free, window-free masks) to keep the build small.
@@ -117,7 +128,7 @@ cudaError_t run_fwd_hdim_impl(const AttnParams& a, cudaStream_t stream) {
       return launch_fwd<FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages,
                                   decltype(local)::value, decltype(softcap)::value, kDefaultRescale,
                                   kDefaultPolyPer8, kOverlap, kPingPong && kWG == 2, false, kWG>>(
-          a, stream);
+          a, stream, tile_counter);
     });
   };
   if constexpr (kLongWG != 2) {
@@ -132,9 +143,10 @@ cudaError_t run_fwd_hdim_impl(const AttnParams& a, cudaStream_t stream) {
 #define FA4_SM90_DEFINE_RUN_FWD_HDIM(ELEMENT, HDIM, HDIM_V)                                    \
   namespace fa4::sm90 {                                                                        \
   template <>                                                                                  \
-  cudaError_t run_fwd_hdim<ELEMENT, HDIM, HDIM_V>(const AttnParams& a, cudaStream_t stream) {   \
+  cudaError_t run_fwd_hdim<ELEMENT, HDIM, HDIM_V>(const AttnParams& a, int* tile_counter,     \
+                                                 cudaStream_t stream) {                        \
     using C = HdimConfig<HDIM, HDIM_V>;                                                        \
     return run_fwd_hdim_impl<ELEMENT, HDIM, HDIM_V, C::kBlockN, C::kStages, C::kOverlap,       \
-                             C::kPingPong, C::kLongWG>(a, stream);                             \
+                             C::kPingPong, C::kLongWG>(a, tile_counter, stream);               \
   }                                                                                            \
   }
