@@ -43,22 +43,32 @@ __device__ float to_float(T x) {
   return static_cast<float>(x);
 }
 
-// One warp per scratch row: rows of a sequence get D and lse * log2(e); the padding rows up to the
+// Lanes that read one row of O / dO with 16-byte loads: d_v / 8 rounded up to a power of two (a
+// warp takes 32 / lanes rows). One warp per row left half or more of the lanes idle at d_v <= 128
+// and the kernel ran at 0.8-1.6 TB/s (H200, bench/kernel_times.py).
+__host__ __device__ inline int preprocess_lanes_per_row(int head_dim_v) {
+  int lanes = 1;
+  while (lanes < 32 && lanes * 8 < head_dim_v) lanes *= 2;
+  return lanes;
+}
+
+// Scratch rows: rows of a sequence get D and lse * log2(e); the padding rows up to the
 // next multiple of kAlignRows get D = 0 and lse = +inf (P = 0 there).
 template <typename T>
 __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int row = blockIdx.x * (blockDim.x / 32) + warp;
+  const int lanes = preprocess_lanes_per_row(a.head_dim_v);
+  const int lane = threadIdx.x % 32, sub = lane % lanes;
+  const int warp_row0 = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * (32 / lanes);
+  const int row = warp_row0 + lane / lanes;
   const int head = blockIdx.y, batch = blockIdx.z;
   const int q_len = a.q_len(batch);
   const int padded = (q_len + BwdScratch::kAlignRows - 1) / BwdScratch::kAlignRows *
                      BwdScratch::kAlignRows;
-  if (row >= padded) return;
-  float d = 0.f, lse_log2 = INFINITY;
+  float d = 0.f;
   if (row < q_len) {
     const T* o = static_cast<const T*>(a.out) + a.o_offset(batch, row, head);
     const T* dout = static_cast<const T*>(a.dout) + a.do_offset(batch, row, head);
-    for (int c = lane * 8; c < a.head_dim_v; c += 32 * 8) {
+    for (int c = sub * 8; c < a.head_dim_v; c += lanes * 8) {
       const uint4 ov = *reinterpret_cast<const uint4*>(o + c);
       const uint4 dv = *reinterpret_cast<const uint4*>(dout + c);
       const T* oe = reinterpret_cast<const T*>(&ov);
@@ -66,18 +76,20 @@ __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
 #pragma unroll
       for (int i = 0; i < 8; ++i) d += to_float(oe[i]) * to_float(de[i]);
     }
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2) d += __shfl_xor_sync(0xffffffff, d, off);
+  }
+  // Sum over the row's lanes (aligned groups of `lanes`); every lane of the warp takes part.
+  for (int off = lanes / 2; off > 0; off /= 2) d += __shfl_xor_sync(0xffffffff, d, off);
+  if (sub != 0 || row >= padded) return;
+  float lse_log2 = INFINITY;
+  if (row < q_len) {
     const int64_t l = a.lse_offset(batch, row, head);
     if (a.dlse) d -= a.dlse[l];
     const float lse = a.lse[l];
     lse_log2 = lse == -INFINITY ? INFINITY : lse * kLog2e;
   }
-  if (lane == 0) {
-    const int64_t i = s.row_index(a, batch, head, row);
-    s.dpsum[i] = d;
-    s.lse_log2[i] = lse_log2;
-  }
+  const int64_t i = s.row_index(a, batch, head, row);
+  s.dpsum[i] = d;
+  s.lse_log2[i] = lse_log2;
 }
 
 // One warp per query row: dq = dq_accum * softmax_scale.
@@ -124,11 +136,14 @@ __global__ void bwd_dsink(AttnBwdParams a, BwdScratch s) {
 
 template <typename T>
 cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStream_t stream) {
-  constexpr int kRowsPerBlock = 8;  // one warp each
+  constexpr int kRowsPerBlock = 8;  // one warp each (convert)
+  constexpr int kWarpsPerBlock = 8;
   const int padded = (a.seqlen_q + BwdScratch::kAlignRows - 1) / BwdScratch::kAlignRows *
                      BwdScratch::kAlignRows;
   const dim3 grid((padded + kRowsPerBlock - 1) / kRowsPerBlock, a.heads_q, a.batch);
-  if (grid.x > 0) bwd_preprocess<T><<<grid, 32 * kRowsPerBlock, 0, stream>>>(a, s);
+  const int pre_rows = kWarpsPerBlock * (32 / preprocess_lanes_per_row(a.head_dim_v));
+  const dim3 pre_grid((padded + pre_rows - 1) / pre_rows, a.heads_q, a.batch);
+  if (pre_grid.x > 0) bwd_preprocess<T><<<pre_grid, 32 * kWarpsPerBlock, 0, stream>>>(a, s);
   if (cudaError_t err = cudaGetLastError(); err != cudaSuccess) return err;
   cudaError_t err = cudaErrorNotSupported;
 #define FA4_SM90_BWD_DISPATCH(D, DV, BN, BM, ST) \
