@@ -159,7 +159,7 @@ struct FwdTraits {
   // the current tile, which a fresh CTA per tile exposes (short sequences pay it on every ~8
   // blocks). Without a local mask every tile is the same work and CTA c takes tiles c, c + grid,
   // ...; with one (causal tiles differ in work) the CTAs take the next tile from a counter in
-  // global memory, heaviest first (fwd_tile_counter_needed() says when the launch provides it).
+  // global memory, heaviest first (fwd_workspace_bytes() says when the launch provides it).
   static constexpr int kSmemOperandBytes =
       int(sizeof(Element)) * (cosize_v<SmemLayoutQ> + cosize_v<SmemLayoutK> + cosize_v<SmemLayoutV>);
   static constexpr int kSmemOBytes = int(sizeof(Element)) * cosize_v<SmemLayoutO>;
@@ -589,7 +589,6 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     const MaskSpec& mask = w.mask;
     clear(tOrO);
     softmax.init();
-
 
     // Scales (softcap) and masks the raw accumulator of key block n.
     auto prepare_scores = [&](auto& tSrS, int n, bool need_mask) {
