@@ -5,6 +5,7 @@ out= path), so an element a kernel forgets to write fails the test.
 """
 
 import math
+import zlib
 
 import pytest
 import torch
@@ -26,6 +27,12 @@ FEATURES = {
     "sink": dict(sink=True),
     "all": dict(causal=True, window_size=(30, 0), softcap=2.0, sink=True),
 }
+
+
+def stable_seed(*key):
+    """A per-case seed that is the same in every process (hash() of a str is salted per process,
+    which made a marginal case pass or fail from run to run)."""
+    return zlib.crc32(repr(key).encode())
 
 
 def make_inputs(b, sq, sk, hq, hkv, d, dv, dtype, device, requires_grad=False):
@@ -63,7 +70,7 @@ def check_lse(lse, ref_lse, atol):
 @pytest.mark.parametrize("seqlens", SEQLENS, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("feature", list(FEATURES))
 def test_fwd_features(device, seqlens, feature):
-    torch.manual_seed(hash((seqlens, feature)) % 2**31)
+    torch.manual_seed(stable_seed(seqlens, feature))
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     sq, sk = seqlens
     q, k, v = make_inputs(2, sq, sk, 4, 2, 64, 64, dtype, device)
@@ -103,7 +110,7 @@ def grads_of(fn, inputs, grad_out):
 @pytest.mark.parametrize("feature", list(FEATURES))
 @pytest.mark.parametrize("heads", [(4, 4), (4, 2)], ids=["mha", "gqa"])
 def test_bwd(device, seqlens, feature, heads):
-    torch.manual_seed(hash((seqlens, feature, heads)) % 2**31)
+    torch.manual_seed(stable_seed(seqlens, feature, heads))
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     sq, sk = seqlens
     hq, hkv = heads
@@ -125,8 +132,12 @@ def test_bwd(device, seqlens, feature, heads):
     got = run_or_skip_unimplemented(lambda: grads_of(ours, inputs, grad_out), device)
     want = grads_of(ref(torch.float64), inputs, grad_out)
     low = grads_of(ref(dtype if dtype != torch.float32 else torch.float32), inputs, grad_out)
+    # bf16: plus half a bf16 ulp at 1. D = rowsum(dO o out) uses the rounded output, and with a
+    # single key (1x1) dS = P (dP - D) cancels to a value as small as that rounding, where PyTorch's
+    # bf16 softmax backward (from P, not out) can land closer by chance (~2 % of seeds on CPU bf16).
+    atol = 1e-4 if dtype == torch.float32 else 2.0**-8
     for name, g, w, lo in zip(["dq", "dk", "dv", "dsink"], got, want, low):
-        assert_tolerance(name, g, w, lo, atol=1e-4)
+        assert_tolerance(name, g, w, lo, atol=atol)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -191,7 +202,7 @@ VARLEN_CASES = {
 @pytest.mark.parametrize("case", list(VARLEN_CASES))
 @pytest.mark.parametrize("feature", ["plain", "causal", "local", "all"])
 def test_varlen(device, case, feature):
-    torch.manual_seed(hash((case, feature)) % 2**31)
+    torch.manual_seed(stable_seed(case, feature))
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     lens_q, lens_k = VARLEN_CASES[case]
     cu_q, cu_k = make_cu_seqlens(lens_q, device), make_cu_seqlens(lens_k, device)

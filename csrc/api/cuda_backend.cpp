@@ -108,9 +108,9 @@ void run_bwd_cuda(const AttnBwdParams& params, const Tensor& like) {
   const char* reason = fa4::sm90::bwd_unsupported_reason(params);
   FA4_CHECK_IMPLEMENTED(reason[0] == '\0', "sm90 backward: ", reason);
   // Scratch (fp32 dQ accumulator, lse / D rows, semaphores) from torch's caching allocator, on
-  // the current stream, zero-filled.
+  // the current stream, unfilled: run_bwd's preprocess writes every part of it that is read.
   const int64_t bytes = static_cast<int64_t>(fa4::sm90::bwd_workspace_bytes(params));
-  Tensor workspace = torch::stable::new_zeros(like, {bytes}, ScalarType::Byte);
+  Tensor workspace = torch::stable::new_empty(like, {bytes}, ScalarType::Byte);
   check_cuda(fa4::sm90::run_bwd(params, workspace.mutable_data_ptr(), current_stream(device)),
              "sm90 backward launch");
 #else

@@ -1,6 +1,7 @@
 // bwd_unsupported_reason / bwd_workspace_bytes / run_bwd: validation, scratch layout, and the three
 // stages of the sm90 backward:
-//   1. preprocess: D = rowsum(dO o O) - dlse and lse * log2(e) per query row into scratch rows
+//   1. preprocess: D = rowsum(dO o O) - dlse and lse * log2(e) per query row into scratch rows;
+//      it also zeroes the rows' dQ accumulator and the semaphores (the workspace comes unfilled)
 //   2. main kernel (instantiations/bwd_*): dK, dV, and dQ summed into the fp32 accumulator
 //   3. postprocess: dQ = accumulator * softmax_scale in q's dtype; dsink reduced per head in a
 //      fixed order (deterministic in both modes)
@@ -43,20 +44,24 @@ __device__ float to_float(T x) {
   return static_cast<float>(x);
 }
 
-// Lanes that read one row of O / dO with 16-byte loads: d_v / 8 rounded up to a power of two (a
-// warp takes 32 / lanes rows). One warp per row left half or more of the lanes idle at d_v <= 128
-// and the kernel ran at 0.8-1.6 TB/s (H200, bench/kernel_times.py).
-__host__ __device__ inline int preprocess_lanes_per_row(int head_dim_v) {
+// Lanes that share one row of `cols` columns, 8 columns each (16-byte loads of O / dO, 16-byte
+// stores of dq): cols / 8 rounded up to a power of two (a warp takes 32 / lanes rows). One warp
+// per row left half or more of the lanes idle at d <= 128 and the preprocess ran at 0.8-1.6 TB/s
+// (H200, bench/kernel_times.py).
+__host__ __device__ inline int lanes_per_row(int cols) {
   int lanes = 1;
-  while (lanes < 32 && lanes * 8 < head_dim_v) lanes *= 2;
+  while (lanes < 32 && lanes * 8 < cols) lanes *= 2;
   return lanes;
 }
 
 // Scratch rows: rows of a sequence get D and lse * log2(e); the padding rows up to the
-// next multiple of kAlignRows get D = 0 and lse = +inf (P = 0 there).
+// next multiple of kAlignRows get D = 0 and lse = +inf (P = 0 there). Every one of those rows also
+// gets a zeroed dQ accumulator row (the only rows the main kernel adds into and the convert reads),
+// and each 64-row group's semaphore slot is zeroed: a pass over the same rows instead of a memset
+// of the whole workspace.
 template <typename T>
 __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
-  const int lanes = preprocess_lanes_per_row(a.head_dim_v);
+  const int lanes = lanes_per_row(a.head_dim_v);
   const int lane = threadIdx.x % 32, sub = lane % lanes;
   const int warp_row0 = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * (32 / lanes);
   const int row = warp_row0 + lane / lanes;
@@ -79,7 +84,13 @@ __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
   }
   // Sum over the row's lanes (aligned groups of `lanes`); every lane of the warp takes part.
   for (int off = lanes / 2; off > 0; off /= 2) d += __shfl_xor_sync(0xffffffff, d, off);
-  if (sub != 0 || row >= padded) return;
+  if (row >= padded) return;
+  const int64_t i = s.row_index(a, batch, head, row);
+  float4* acc = reinterpret_cast<float4*>(s.dq_accum + i * a.head_dim);
+  for (int c = sub; c < a.head_dim / 4; c += lanes) acc[c] = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (sub != 0) return;
+  if (row % kMinBlockM == 0 && row / kMinBlockM < s.m_blocks)
+    s.semaphore[(int64_t(batch) * a.heads_q + head) * s.m_blocks + row / kMinBlockM] = 0;
   float lse_log2 = INFINITY;
   if (row < q_len) {
     const int64_t l = a.lse_offset(batch, row, head);
@@ -87,26 +98,31 @@ __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
     const float lse = a.lse[l];
     lse_log2 = lse == -INFINITY ? INFINITY : lse * kLog2e;
   }
-  const int64_t i = s.row_index(a, batch, head, row);
   s.dpsum[i] = d;
   s.lse_log2[i] = lse_log2;
 }
 
-// One warp per query row: dq = dq_accum * softmax_scale.
+// dq = dq_accum * softmax_scale: head_dim / 8 lanes per row (a power of two, several rows per
+// warp), each converting 8 columns (one permuted 8-float chunk of dq_accum) into one 16-byte store
+// (dq is allocated by the op: contiguous, 16-byte aligned rows).
 template <typename T>
 __global__ void bwd_convert_dq(AttnBwdParams a, BwdScratch s) {
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int row = blockIdx.x * (blockDim.x / 32) + warp;
+  const int lanes = lanes_per_row(a.head_dim);
+  const int lane = threadIdx.x % 32, sub = lane % lanes;
+  const int row = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * (32 / lanes) + lane / lanes;
   const int head = blockIdx.y, batch = blockIdx.z;
   if (row >= a.q_len(batch)) return;
   const float* acc = s.dq_accum + s.row_index(a, batch, head, row) * a.head_dim;
   T* dq = static_cast<T*>(a.dq) + a.dq_offset(batch, row, head);
-  for (int c = lane * 4; c < a.head_dim; c += 32 * 4) {
-    const float4 v = *reinterpret_cast<const float4*>(acc + BwdScratch::dq_accum_col(row, c));
-    dq[c] = T(v.x * a.softmax_scale);
-    dq[c + 1] = T(v.y * a.softmax_scale);
-    dq[c + 2] = T(v.z * a.softmax_scale);
-    dq[c + 3] = T(v.w * a.softmax_scale);
+  for (int c = sub * 8; c < a.head_dim; c += lanes * 8) {
+    const float* chunk = acc + BwdScratch::dq_accum_col(row, c);
+    const float4 lo = *reinterpret_cast<const float4*>(chunk);
+    const float4 hi = *reinterpret_cast<const float4*>(chunk + 4);
+    const float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+    alignas(16) T out[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) out[j] = T(v[j] * a.softmax_scale);
+    *reinterpret_cast<uint4*>(dq + c) = *reinterpret_cast<const uint4*>(out);
   }
 }
 
@@ -136,12 +152,12 @@ __global__ void bwd_dsink(AttnBwdParams a, BwdScratch s) {
 
 template <typename T>
 cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStream_t stream) {
-  constexpr int kRowsPerBlock = 8;  // one warp each (convert)
   constexpr int kWarpsPerBlock = 8;
   const int padded = (a.seqlen_q + BwdScratch::kAlignRows - 1) / BwdScratch::kAlignRows *
                      BwdScratch::kAlignRows;
-  const dim3 grid((padded + kRowsPerBlock - 1) / kRowsPerBlock, a.heads_q, a.batch);
-  const int pre_rows = kWarpsPerBlock * (32 / preprocess_lanes_per_row(a.head_dim_v));
+  const int convert_rows = kWarpsPerBlock * (32 / lanes_per_row(a.head_dim));
+  const dim3 grid((padded + convert_rows - 1) / convert_rows, a.heads_q, a.batch);
+  const int pre_rows = kWarpsPerBlock * (32 / lanes_per_row(a.head_dim_v));
   const dim3 pre_grid((padded + pre_rows - 1) / pre_rows, a.heads_q, a.batch);
   if (pre_grid.x > 0) bwd_preprocess<T><<<pre_grid, 32 * kWarpsPerBlock, 0, stream>>>(a, s);
   if (cudaError_t err = cudaGetLastError(); err != cudaSuccess) return err;
@@ -151,7 +167,7 @@ cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStrea
   FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_DISPATCH)
 #undef FA4_SM90_BWD_DISPATCH
   if (err != cudaSuccess) return err;
-  if (grid.x > 0) bwd_convert_dq<T><<<grid, 32 * kRowsPerBlock, 0, stream>>>(a, s);
+  if (grid.x > 0) bwd_convert_dq<T><<<grid, 32 * kWarpsPerBlock, 0, stream>>>(a, s);
   if (a.dsink != nullptr) bwd_dsink<<<a.heads_q, 256, 0, stream>>>(a, s);
   return cudaGetLastError();
 }

@@ -23,6 +23,6 @@ struct BwdUnwrittenRows {
 };
 BwdUnwrittenRows bwd_unwritten_rows(const AttnBwdParams& params);
 // dq, dk, dv: zero-filled where bwd_unwritten_rows says so; dsink zero-filled. `workspace` holds
-// bwd_workspace_bytes zero-filled bytes, 256-byte aligned.
+// bwd_workspace_bytes bytes, 256-byte aligned, of any content (the preprocess writes what is read).
 cudaError_t run_bwd(const AttnBwdParams& params, void* workspace, cudaStream_t stream);
 }  // namespace fa4::sm90

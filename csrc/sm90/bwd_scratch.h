@@ -1,4 +1,5 @@
-// Scratch of the sm90 backward (one workspace allocation, zeroed by the caller):
+// Scratch of the sm90 backward (one workspace allocation; the preprocess zeroes dq_accum and the
+// semaphores of every row it covers, and writes lse_log2 / dpsum):
 //   dq_accum  float (heads_q, rows_per_head, head_dim): dQ summed over key blocks, before scaling;
 //             row r's 8-float chunks are permuted (dq_accum_col) so that the kernel's smem staging
 //             of a dQ block, which the bulk reduce-add copies byte for byte, is free of bank conflicts
