@@ -9,8 +9,9 @@
 //        registers). With kOverlap the S GEMM of the next key block is issued before the softmax
 //        of the current one so tensor cores and the softmax ALU/MUFU work overlap; with kPingPong
 //        the two warpgroups also take turns issuing GEMMs (named barriers 2 and 3).
-// Epilogue: O is normalised, converted, staged in shared memory (aliasing sQ) and written back by
-// one TMA store per CTA (TMA clips rows past seqlen_q); lse is written from registers.
+// Epilogue, per warpgroup: its 64 rows of O are normalised, converted, staged in its own smem slab
+// (aliasing its sQ slab, or a buffer of their own when persistent) and written back by its own TMA
+// store (TMA clips rows past seqlen_q); lse is written from registers.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -100,7 +101,15 @@ struct FwdTraits {
                                     GMMA::Layout_K_SW64_Atom<Element>>;
   using SmemAtom = SmemAtomFor<kHeadDim>;
   using SmemAtomV = SmemAtomFor<kHeadDimV>;
-  using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  // sQ as one contiguous (64, d) slab per consumer warpgroup, viewed as (kBlockM, d): a
+  // warpgroup's O staging can then alias exactly the Q rows it read, and its epilogue (smem
+  // staging, TMA store) never waits for the other warpgroups.
+  using SmemLayoutQSlabs =
+      decltype(tile_to_shape(SmemAtom{}, Shape<_64, Int<kHeadDim>, Int<kNumConsumerWG>>{}));
+  using SmemLayoutQ = decltype(composition(
+      SmemLayoutQSlabs{}, Layout<Shape<Shape<_64, Int<kNumConsumerWG>>, Int<kHeadDim>>,
+                                 Stride<Stride<_1, Int<64 * kHeadDim>>, _64>>{}));
+  static constexpr int kSlabQ = 64 * kHeadDim;  // elements of one warpgroup's sQ slab
   using SmemLayoutK =
       decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
   using SmemLayoutV =
@@ -109,9 +118,14 @@ struct FwdTraits {
   using SmemLayoutVt = decltype(composition(
       SmemLayoutV{}, make_ordered_layout(Shape<Int<kHeadDimV>, Int<kBlockN>, Int<kStages>>{},
                                          Step<_2, _1, _3>{})));
-  // O staging aliases sQ (kHeadDimV <= kHeadDim).
-  using SmemLayoutO = decltype(tile_to_shape(SmemAtomV{}, Shape<Int<kBlockM>, Int<kHeadDimV>>{}));
-  static_assert(cosize_v<SmemLayoutO> <= cosize_v<SmemLayoutQ>);
+  // One warpgroup's O staging slab (64 rows): its own buffer when persistent, else aliasing the
+  // warpgroup's sQ slab (kHeadDimV <= kHeadDim).
+  using SmemLayoutO = decltype(tile_to_shape(SmemAtomV{}, Shape<_64, Int<kHeadDimV>>{}));
+  static_assert(cosize_v<SmemLayoutO> <= kSlabQ);
+  // The epilogue's view of one warpgroup's O accumulator (same fragment as TiledMmaO's).
+  using TiledMmaOWG = decltype(make_tiled_mma(
+      GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kHeadDimV>, Int<kBlockN>>,
+                           GMMA::Major::K, GMMA::Major::MN>()));
 
   // Global tensors: (rows, dim, head, batch), dim contiguous.
   using GShape = Shape<int32_t, int32_t, int32_t, int32_t>;
@@ -129,7 +143,7 @@ struct FwdTraits {
       take<0, 2>(SmemLayoutV{}), Shape<Int<kBlockN>, Int<kHeadDimV>>{}, _1{}));
   using TmaO = decltype(make_tma_copy(
       SM90_TMA_STORE{}, make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GLayout{}),
-      SmemLayoutO{}, Shape<Int<kBlockM>, Int<kHeadDimV>>{}, _1{}));
+      SmemLayoutO{}, Shape<_64, Int<kHeadDimV>>{}, _1{}));
 
   // Paged KV whose page_size is not a multiple of kBlockN: each stage is loaded as kBlockN / 8
   // groups of 8 rows (one swizzle-atom row block each, so every box lands on an atom boundary),
@@ -162,7 +176,7 @@ struct FwdTraits {
   // global memory, heaviest first (fwd_workspace_bytes() says when the launch provides it).
   static constexpr int kSmemOperandBytes =
       int(sizeof(Element)) * (cosize_v<SmemLayoutQ> + cosize_v<SmemLayoutK> + cosize_v<SmemLayoutV>);
-  static constexpr int kSmemOBytes = int(sizeof(Element)) * cosize_v<SmemLayoutO>;
+  static constexpr int kSmemOBytes = int(sizeof(Element)) * cosize_v<SmemLayoutO> * kNumConsumerWG;
   // (Three consumer warpgroups with a local mask stay one tile per CTA: at 160 registers the
   // dynamic walk's per-tile state spills into the main loop.)
   static constexpr bool kPersistent =
@@ -177,8 +191,8 @@ struct FwdTraits {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK>> k;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutV>> v;
     // O staging: its own buffer when persistent, else it aliases q.
-    alignas(1024) conditional_t<kPersistent, cute::array_aligned<Element, cosize_v<SmemLayoutO>>,
-                                Empty> o;
+    alignas(1024) conditional_t<
+        kPersistent, cute::array_aligned<Element, cosize_v<SmemLayoutO> * kNumConsumerWG>, Empty> o;
     alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_q;  // Q landed (and tile_id set)
     cutlass::arch::ClusterBarrier barrier_q_free;  // consumers done with Q and tile_id (persistent)
     int tile_id;  // persistent: the tile the producer announced; >= the tile count ends the walk
@@ -564,11 +578,153 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   ThreadSoftmax<Traits> softmax;
   const float scale_log2 = Traits::kHasSoftcap ? kLog2e : p.scale_log2;
   const bool has_sink = attn.learnable_sink != nullptr;
-  Element* o_staging = [&] {
-    if constexpr (Traits::kPersistent) return ss.o.data(); else return ss.q.data();
+  const int wgc = wg - 1;  // consumer warpgroup 0, 1 (, 2)
+  // Named barrier ids: 2, 3 the ping-pong turns; kBarWarpgroup + wgc one warpgroup's 128 threads.
+  constexpr int kBarWarpgroup = 4;
+  // This warpgroup's O staging slab: its own buffer when persistent, else its sQ slab.
+  Tensor sO = [&] {
+    Element* slab = [&] {
+      if constexpr (Traits::kPersistent)
+        return ss.o.data() + wgc * cosize_v<typename Traits::SmemLayoutO>;
+      else return ss.q.data() + wgc * Traits::kSlabQ;
+    }();
+    return make_tensor(make_smem_ptr(slab), typename Traits::SmemLayoutO{});
   }();
-  Tensor sO = make_tensor(make_smem_ptr(o_staging), typename Traits::SmemLayoutO{});
+  auto thr_o_wg = typename Traits::TiledMmaOWG{}.get_thread_slice(ctid % 128);
+  const bool store_thread = ctid % 128 == 0;  // issues and waits for this warpgroup's O stores
   PipelineState rd;  // consumer state starts at phase 0
+
+  // Ping-pong turn taking, per tile: the two warpgroups alternate their GEMM phases (prologue S,
+  // one per further key block, final P V) through named barriers 2 and 3. Warpgroup 0 starts
+  // (warpgroup 1 pre-arrives once per tile) and warpgroup 1 skips its last arrive, so every
+  // barrier generation completes. (One turn sequence over the whole walk, letting a warpgroup's
+  // epilogue run under the other's GEMMs, measured -4 % at d = 128, 4k-16k, H200.)
+  auto turn_wait = [&]() {
+    if constexpr (Traits::kPingPong) cutlass::arch::NamedBarrier::sync(256, 2 + wgc);
+  };
+  auto turn_pass = [&](bool last = false) {
+    if constexpr (Traits::kPingPong) {
+      if (!(last && wgc == 1)) cutlass::arch::NamedBarrier::arrive(256, 2 + (1 - wgc));
+    }
+  };
+
+  // Scales (softcap) and masks the raw accumulator of key block n of tile w.
+  auto prepare_scores = [&](auto& tSrS, int n, const TileWork& w) {
+    Tensor s = make_tensor(tSrS.data(), detail::acc_rowcol(tSrS.layout()));
+    if constexpr (Traits::kHasSoftcap) {
+      CUTE_UNROLL
+      for (int i = 0; i < size(s); ++i)
+        s(i) = apply_softcap(s(i) * attn.softmax_scale, attn.softcap);
+    }
+    // A key block needs element masking when it straddles seqlen_k or a window edge.
+    const int c0 = n * kBlockN, c1 = c0 + kBlockN;  // [c0, c1)
+    bool need_mask = c1 > w.k_len;
+    if constexpr (Traits::kIsLocal) {
+      const MaskSpec& mask = w.mask;
+      if (mask.window_right >= 0) need_mask |= c1 - 1 > mask.diagonal(w.row_begin) + mask.window_right;
+      if (mask.window_left >= 0)
+        need_mask |= c0 < mask.diagonal(w.row_begin + kBlockM - 1) - mask.window_left;
+    }
+    if (need_mask) {
+      // Per row, the visible columns relative to this thread's first one; per element, the
+      // column's compile-time offset against them (two compares and a select).
+      const int col_base = c0 + get<1>(tScS_rc(0, 0));
+      CUTE_UNROLL
+      for (int r = 0; r < size<0>(s); ++r) {
+        int lo, hi;
+        w.mask.visible_cols(w.row_begin + get<0>(tScS_rc(r, 0)), &lo, &hi);
+        lo -= col_base;
+        hi -= col_base;
+        CUTE_UNROLL
+        for (int c = 0; c < size<1>(s); ++c) {
+          const int col = get<1>(tScS_rc(r, c)) - get<1>(tScS_rc(0, 0));
+          if (col < lo || col >= hi) s(r, c) = -INFINITY;
+        }
+      }
+    }
+    return s;
+  };
+  // Key block n straddles k_len and the V rows past it were loaded from memory that may hold
+  // anything (seqused_k / paged / the next sequence of varlen keys): P is 0 there, but 0 * NaN is
+  // NaN inside the MMA, so clear them. Each warpgroup writes the same zeros before its own P V.
+  auto clear_v_tail = [&](int n, int stage, int k_len) {
+    if (!p.zero_v_tail || (n + 1) * kBlockN <= k_len) return;
+    constexpr int kChunks = Traits::kHeadDimV / 8;  // 16-byte chunks per row (swizzle keeps them whole)
+    const int r0 = k_len - n * kBlockN;
+    for (int i = ctid % 128; i < (kBlockN - r0) * kChunks; i += 128) {
+      const int r = r0 + i / kChunks, c = (i % kChunks) * 8;
+      *reinterpret_cast<uint4*>(&sV(r, c, stage)) = make_uint4(0, 0, 0, 0);
+    }
+    cutlass::arch::fence_view_async_shared();
+    cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);
+  };
+  auto rescale_o = [&](float const (&f)[2]) {
+    // Conditional rescaling leaves f == 1 for almost every key block: skip the multiplies
+    // whenever the whole warp can, where they are at least as many as the exponentials
+    // (d_v >= kBlockN: +5-11 % at d = 256). With fewer (d = 64) the vote and branch cost more
+    // than they save (-3-4 %, H200).
+    if constexpr (Traits::kHeadDimV >= kBlockN) {
+      if (!__any_sync(0xffffffffu, f[0] != 1.f || f[1] != 1.f)) return;
+    }
+    CUTE_UNROLL
+    for (int r = 0; r < size<0>(tOrO_rc); ++r) {
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(tOrO_rc); ++c) tOrO_rc(r, c) *= f[r];
+    }
+  };
+  // Ends tile w's softmax: the output scales (1 / sum, with the sink) and the rows' lse.
+  auto finish_softmax = [&](const TileWork& w, float (&f)[2], float (&lse)[2]) {
+    const float sink_log2 = has_sink ? attn.learnable_sink[w.head] * kLog2e : 0.f;
+    softmax.finalize(sink_log2, has_sink, f);
+    CUTE_UNROLL
+    for (int r = 0; r < 2; ++r) lse[r] = softmax.st[r].lse();
+  };
+  Tensor cO = make_identity_tensor(select<0, 1>(typename Traits::TileShapeO{}));
+  Tensor tOcO = thr_o.partition_C(cO);
+  Tensor tOcO_rc = make_tensor(tOcO.data(), detail::acc_rowcol(tOcO.layout()));
+  // Epilogue of tile w (O already normalised): lse, then O through this warpgroup's slab to its
+  // own store (named barrier of its 128 threads). Persistent: the slab is free once this
+  // warpgroup's previous TMA store has read it.
+  auto store_tile = [&](const TileWork& w, float const (&lse)[2]) {
+    if (attn.lse != nullptr && (lane % 4) == 0) {  // one thread of each quad, its two rows
+      CUTE_UNROLL
+      for (int r = 0; r < size<0>(tOcO_rc); ++r) {
+        const int row = w.row_begin + get<0>(tOcO_rc(r, 0));
+        if (row < w.q_len) attn.lse[attn.lse_offset(w.batch, row, w.head)] = lse[r];
+      }
+    }
+    if constexpr (Traits::kPersistent) {
+      if (store_thread) tma_store_wait<0>();
+      cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);
+    }
+    {
+      Tensor tOrOe = make_tensor_like<Element>(tOrO);
+      detail::convert_frag(tOrO, tOrOe);
+      copy(tOrOe, thr_o_wg.partition_C(sO));
+    }
+    cutlass::arch::fence_view_async_shared();
+    cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);
+    const int slab_row = w.row_begin + 64 * wgc;
+    if (p.store_o_predicated) {
+      // 16-byte chunks of the rows this sequence owns.
+      constexpr int kChunks = Traits::kHeadDimV / 8;
+      Element* out = static_cast<Element*>(attn.out);
+      const int rows = min(64, w.row_end - slab_row);
+      for (int i = ctid % 128; i < rows * kChunks; i += 128) {
+        const int r = i / kChunks, c = (i % kChunks) * 8;
+        *reinterpret_cast<uint4*>(out + attn.o_offset(w.batch, slab_row + r, w.head) + c) =
+            *reinterpret_cast<uint4 const*>(&sO(r, c));
+      }
+    } else if (store_thread && slab_row < w.q_len) {
+      Tensor mO = p.tma_o.get_tma_tensor(p.layout_o.shape())(_, _, w.head, w.batch);
+      Tensor gO = local_tile(mO, Shape<_64, Int<Traits::kHeadDimV>>{},
+                             make_coord(w.m_block * Traits::kNumConsumerWG + wgc, _0{}));
+      auto [tOg, tOs] = tma_partition(p.tma_o, _0{}, Layout<_1>{}, group_modes<0, 2>(sO),
+                                      group_modes<0, 2>(gO));
+      copy(p.tma_o, tOs, tOg);
+      tma_store_arrive();
+    }
+  };
 
   int q_waits = 0;  // completions of barrier_q waited for
   for (int t = first_tile; Traits::kTileCounter || t < num_tiles; t += tile_step) {
@@ -583,113 +739,36 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       if (!(w.row_begin < w.q_len && w.n_max > w.n_min)) ss.barrier_q_free.arrive();
     }
     if (w.row_begin >= w.q_len) continue;  // no rows here (varlen / seqused q)
-    const int m_block = w.m_block, head = w.head, batch = w.batch;
-    const int q_len = w.q_len, k_len = w.k_len, row_begin = w.row_begin, row_end = w.row_end;
     const int n_min = w.n_min, n_max = w.n_max;
-    const MaskSpec& mask = w.mask;
-    clear(tOrO);
-    softmax.init();
-
-    // Scales (softcap) and masks the raw accumulator of key block n.
-    auto prepare_scores = [&](auto& tSrS, int n, bool need_mask) {
-      Tensor s = make_tensor(tSrS.data(), detail::acc_rowcol(tSrS.layout()));
-      if constexpr (Traits::kHasSoftcap) {
-        CUTE_UNROLL
-        for (int i = 0; i < size(s); ++i)
-          s(i) = apply_softcap(s(i) * attn.softmax_scale, attn.softcap);
+    // Persistent: sQ (and tile_id) are free for the next tile once block n_min's S GEMM is done.
+    auto last_s_done = [&](int n) {
+      if constexpr (Traits::kPersistent) {
+        if (n == n_min) ss.barrier_q_free.arrive();
       }
-      if (need_mask) {
-        // Per row, the visible columns relative to this thread's first one; per element, the
-        // column's compile-time offset against them (two compares and a select).
-        const int col_base = n * kBlockN + get<1>(tScS_rc(0, 0));
-        CUTE_UNROLL
-        for (int r = 0; r < size<0>(s); ++r) {
-          int lo, hi;
-          mask.visible_cols(row_begin + get<0>(tScS_rc(r, 0)), &lo, &hi);
-          lo -= col_base;
-          hi -= col_base;
-          CUTE_UNROLL
-          for (int c = 0; c < size<1>(s); ++c) {
-            const int col = get<1>(tScS_rc(r, c)) - get<1>(tScS_rc(0, 0));
-            if (col < lo || col >= hi) s(r, c) = -INFINITY;
-          }
+    };
+    float f[2], lse[2];
+
+    if constexpr (Traits::kOverlap) {
+      if (n_max > n_min) {
+        if constexpr (Traits::kPingPong) {
+          if (wgc == 1) cutlass::arch::NamedBarrier::arrive(256, 2);
         }
-      }
-      return s;
-    };
-    // A key block needs element masking when it straddles seqlen_k or a window edge.
-    auto block_needs_mask = [&](int n) {
-      const int c0 = n * kBlockN, c1 = c0 + kBlockN;  // [c0, c1)
-      bool m = c1 > k_len;
-      if constexpr (Traits::kIsLocal) {
-        if (mask.window_right >= 0) m |= c1 - 1 > mask.diagonal(row_begin) + mask.window_right;
-        if (mask.window_left >= 0)
-          m |= c0 < mask.diagonal(row_begin + kBlockM - 1) - mask.window_left;
-      }
-      return m;
-    };
-    // Key block n straddles k_len and the V rows past it were loaded from memory that may hold
-    // anything (seqused_k / paged / the next sequence of varlen keys): P is 0 there, but 0 * NaN is NaN inside the MMA, so clear them.
-    // Both warpgroups write the same zeros, each before its own P V GEMM reads the stage.
-    auto clear_v_tail = [&](int n, int stage) {
-      if (!p.zero_v_tail || (n + 1) * kBlockN <= k_len) return;
-      constexpr int kChunks = Traits::kHeadDimV / 8;  // 16-byte chunks per row (swizzle keeps them whole)
-      const int r0 = k_len - n * kBlockN;
-      for (int i = ctid % 128; i < (kBlockN - r0) * kChunks; i += 128) {
-        const int r = r0 + i / kChunks, c = (i % kChunks) * 8;
-        *reinterpret_cast<uint4*>(&sV(r, c, stage)) = make_uint4(0, 0, 0, 0);
-      }
-      cutlass::arch::fence_view_async_shared();
-      cutlass::arch::NamedBarrier::sync(128, 4 + (wg - 1));
-    };
-    auto rescale_o = [&](float const (&f)[2]) {
-      // Conditional rescaling leaves f == 1 for almost every key block: skip the multiplies
-      // whenever the whole warp can, where they are at least as many as the exponentials
-      // (d_v >= kBlockN: +5-11 % at d = 256). With fewer (d = 64) the vote and branch cost more
-      // than they save (-3-4 %, H200).
-      if constexpr (Traits::kHeadDimV >= kBlockN) {
-        if (!__any_sync(0xffffffffu, f[0] != 1.f || f[1] != 1.f)) return;
-      }
-      CUTE_UNROLL
-      for (int r = 0; r < size<0>(tOrO_rc); ++r) {
-        CUTE_UNROLL
-        for (int c = 0; c < size<1>(tOrO_rc); ++c) tOrO_rc(r, c) *= f[r];
-      }
-    };
-
-    // Ping-pong turn taking. GEMM phases per warpgroup: n_max - n_min + 1 (prologue S, one per loop
-    // iteration, final P V). Warpgroup c waits on barrier 2 + c before issuing a phase and then lets
-    // the other one go. Warpgroup 0 starts (warpgroup 1 pre-arrives its barrier once) and warpgroup 1
-    // skips its last arrive, so every barrier generation completes.
-    const int wgc = wg - 1;  // consumer warpgroup 0 / 1
-    auto turn_wait = [&]() {
-      if constexpr (Traits::kPingPong) cutlass::arch::NamedBarrier::sync(256, 2 + wgc);
-    };
-    auto turn_pass = [&](bool last) {
-      if constexpr (Traits::kPingPong) {
-        if (!(last && wgc == 1)) cutlass::arch::NamedBarrier::arrive(256, 2 + (1 - wgc));
-      }
-    };
-
-    if (n_max > n_min) {
-      if constexpr (Traits::kPingPong) {
-        if (wgc == 1) cutlass::arch::NamedBarrier::arrive(256, 2);
-      }
-      if constexpr (!Traits::kTileCounter) ss.barrier_q.wait(q_waits++ & 1);
-      if constexpr (Traits::kOverlap) {
+        if constexpr (!Traits::kTileCounter) ss.barrier_q.wait(q_waits++ & 1);
+        clear(tOrO);
+        softmax.init();
         // Prologue: S of the first (highest) block, softmax, P.
         int n = n_max - 1;
         Tensor tSrS = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
         pipe_k.consumer_wait(rd);
         turn_wait();
         detail::wg_gemm<true, -1>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS);
-        turn_pass(false);
+        turn_pass();
         warpgroup_wait<0>();
         warpgroup_fence_operand(tSrS);
         pipe_k.consumer_release(rd);
-        float f[2];
+        last_s_done(n);
         {
-          auto s = prepare_scores(tSrS, n, block_needs_mask(n));
+          auto s = prepare_scores(tSrS, n, w);
           softmax.online(s, scale_log2, f);
         }
         Tensor tOrP = make_tensor_like<Element>(tSrS);
@@ -701,17 +780,18 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           Tensor tSrS2 = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
           pipe_k.consumer_wait(rd);
           pipe_v.consumer_wait(rd_v);
-          clear_v_tail(n_v, rd_v.index());
+          clear_v_tail(n_v, rd_v.index(), w.k_len);
           turn_wait();
           detail::wg_gemm<true, -1>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS2);
           Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
           detail::wg_gemm<false, -1>(mma_o, tOrPa, tOrV(_, _, _, rd_v.index()), tOrO);
-          turn_pass(false);
+          turn_pass();
           warpgroup_wait<1>();  // S done
           warpgroup_fence_operand(tSrS2);
           pipe_k.consumer_release(rd);
+          last_s_done(n);
           {
-            auto s = prepare_scores(tSrS2, n, block_needs_mask(n));
+            auto s = prepare_scores(tSrS2, n, w);
             softmax.online(s, scale_log2, f);
           }
           warpgroup_wait<0>();  // O done
@@ -723,96 +803,60 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           n_v = n;
           ++rd;
         }
-        if constexpr (Traits::kPersistent) ss.barrier_q_free.arrive();  // every S GEMM is done
+        // Tail: the last P V.
         pipe_v.consumer_wait(rd_v);
-        clear_v_tail(n_v, rd_v.index());
+        clear_v_tail(n_v, rd_v.index(), w.k_len);
         turn_wait();
         Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
         detail::wg_gemm<false, -1>(mma_o, tOrPa, tOrV(_, _, _, rd_v.index()), tOrO);
         turn_pass(true);
+        finish_softmax(w, f, lse);
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
         pipe_v.consumer_release(rd_v);
-      } else {
-        for (int n = n_max - 1; n >= n_min; --n) {
-          Tensor tSrS = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
-          pipe_k.consumer_wait(rd);
-          detail::wg_gemm<true, 0>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS);
-          pipe_k.consumer_release(rd);
-          float f[2];
-          {
-            auto s = prepare_scores(tSrS, n, block_needs_mask(n));
-            softmax.online(s, scale_log2, f);
-          }
-          rescale_o(f);
-          Tensor tOrP = make_tensor_like<Element>(tSrS);
-          detail::convert_frag(tSrS, tOrP);
-          Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
-          pipe_v.consumer_wait(rd);
-          clear_v_tail(n, rd.index());
-          detail::wg_gemm<false, 0>(mma_o, tOrPa, tOrV(_, _, _, rd.index()), tOrO);
-          pipe_v.consumer_release(rd);
-          ++rd;
-        }
-        if constexpr (Traits::kPersistent) ss.barrier_q_free.arrive();
+        rescale_o(f);
+        store_tile(w, lse);
+        continue;
       }
+    } else if (n_max > n_min) {
+      if constexpr (!Traits::kTileCounter) ss.barrier_q.wait(q_waits++ & 1);
+      clear(tOrO);
+      softmax.init();
+      for (int n = n_max - 1; n >= n_min; --n) {
+        Tensor tSrS = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
+        pipe_k.consumer_wait(rd);
+        detail::wg_gemm<true, 0>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS);
+        pipe_k.consumer_release(rd);
+        last_s_done(n);
+        {
+          auto s = prepare_scores(tSrS, n, w);
+          softmax.online(s, scale_log2, f);
+        }
+        rescale_o(f);
+        Tensor tOrP1 = make_tensor_like<Element>(tSrS);
+        detail::convert_frag(tSrS, tOrP1);
+        Tensor tOrPa = make_tensor(tOrP1.data(), detail::acc_as_a_operand(tOrP1.layout()));
+        pipe_v.consumer_wait(rd);
+        clear_v_tail(n, rd.index(), w.k_len);
+        detail::wg_gemm<false, 0>(mma_o, tOrPa, tOrV(_, _, _, rd.index()), tOrO);
+        pipe_v.consumer_release(rd);
+        ++rd;
+      }
+      finish_softmax(w, f, lse);
+      rescale_o(f);
+      store_tile(w, lse);
+      continue;
     }
-
-    // ------------------------------------------------------------------ epilogue
-    const float sink_log2 = has_sink ? attn.learnable_sink[head] * kLog2e : 0.f;
-    float f[2];
-    softmax.finalize(sink_log2, has_sink, f);
+    // No key visible to these rows (k_len = 0, or a window beyond the keys): O = 0 (or all
+    // weight on the sink), lse -inf (or the sink's).
+    clear(tOrO);
+    softmax.init();
+    finish_softmax(w, f, lse);
     rescale_o(f);
-
-    // lse: one thread of each quad writes its two rows.
-    {
-      Tensor cO = make_identity_tensor(select<0, 1>(typename Traits::TileShapeO{}));
-      Tensor tOcO = thr_o.partition_C(cO);
-      Tensor tOcO_rc = make_tensor(tOcO.data(), detail::acc_rowcol(tOcO.layout()));
-      if (attn.lse != nullptr && (lane % 4) == 0) {
-        CUTE_UNROLL
-        for (int r = 0; r < size<0>(tOcO_rc); ++r) {
-          const int row = row_begin + get<0>(tOcO_rc(r, 0));
-          if (row < q_len) attn.lse[attn.lse_offset(batch, row, head)] = softmax.st[r].lse();
-        }
-      }
-    }
-
-    // O: registers -> smem -> TMA. Persistent: sO is free once the previous tile's store has read
-    // it. Else sO aliases sQ, and each warpgroup overwrites only the Q rows it read.
-    if constexpr (Traits::kPersistent) {
-      if (ctid == 0) tma_store_wait<0>();
-      cutlass::arch::NamedBarrier::arrive_and_wait(128 * Traits::kNumConsumerWG, 1);
-    }
-    {
-      Tensor tOrOe = make_tensor_like<Element>(tOrO);
-      detail::convert_frag(tOrO, tOrOe);
-      Tensor tOsO = thr_o.partition_C(sO);
-      copy(tOrOe, tOsO);
-    }
-    cutlass::arch::fence_view_async_shared();
-    cutlass::arch::NamedBarrier::arrive_and_wait(128 * Traits::kNumConsumerWG, 1);
-    if (p.store_o_predicated) {
-      // 16-byte chunks of the rows this sequence owns.
-      constexpr int kChunks = Traits::kHeadDimV / 8;
-      Element* out = static_cast<Element*>(attn.out);
-      for (int i = ctid; i < (row_end - row_begin) * kChunks; i += 128 * Traits::kNumConsumerWG) {
-        const int r = i / kChunks, c = (i % kChunks) * 8;
-        *reinterpret_cast<uint4*>(out + attn.o_offset(batch, row_begin + r, head) + c) =
-            *reinterpret_cast<uint4 const*>(&sO(r, c));
-      }
-    } else if (ctid == 0) {
-      Tensor mO = p.tma_o.get_tma_tensor(p.layout_o.shape())(_, _, head, batch);
-      Tensor gO =
-          local_tile(mO, Shape<Int<kBlockM>, Int<Traits::kHeadDimV>>{}, make_coord(m_block, _0{}));
-      auto [tOg, tOs] = tma_partition(p.tma_o, _0{}, Layout<_1>{}, group_modes<0, 2>(sO),
-                                      group_modes<0, 2>(gO));
-      copy(p.tma_o, tOs, tOg);
-      tma_store_arrive();
-    }
+    store_tile(w, lse);
   }
   // The last store must have read sO before the CTA's shared memory goes away.
-  if (ctid == 0) tma_store_wait<0>();
+  if (store_thread) tma_store_wait<0>();
 #endif
 }
 

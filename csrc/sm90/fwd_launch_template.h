@@ -60,7 +60,7 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream, int* tile_count
   p.tma_v = make_tma_copy(SM90_TMA_LOAD{}, mV, take<0, 2>(typename Traits::SmemLayoutV{}),
                           Shape<Int<kBlockN>, Int<kHeadDimV>>{}, _1{});
   p.tma_o = make_tma_copy(SM90_TMA_STORE{}, mO, typename Traits::SmemLayoutO{},
-                          Shape<Int<kBlockM>, Int<kHeadDimV>>{}, _1{});
+                          Shape<_64, Int<kHeadDimV>>{}, _1{});  // one warpgroup's rows
   // Paged KV with page_size % kBlockN != 0 (and % 8 == 0, else the gather kernel runs): the
   // producer loads each stage as 8-row boxes (one page-table read per page touched).
   p.kv_row_groups = !Traits::kGather && a.paged() && a.page_size % kBlockN != 0;
