@@ -162,7 +162,7 @@ cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStrea
   if (pre_grid.x > 0) bwd_preprocess<T><<<pre_grid, 32 * kWarpsPerBlock, 0, stream>>>(a, s);
   if (cudaError_t err = cudaGetLastError(); err != cudaSuccess) return err;
   cudaError_t err = cudaErrorNotSupported;
-#define FA4_SM90_BWD_DISPATCH(D, DV, BN, BM, ST) \
+#define FA4_SM90_BWD_DISPATCH(D, DV, BN, BM, ST, PP) \
   if (a.head_dim == D && a.head_dim_v == DV) err = run_bwd_hdim<T, D, DV>(a, s, stream);
   FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_DISPATCH)
 #undef FA4_SM90_BWD_DISPATCH
@@ -178,7 +178,7 @@ const char* bwd_unsupported_reason(const AttnBwdParams& a) {
   if (a.dtype != DType::kFloat16 && a.dtype != DType::kBFloat16)
     return "supports only float16 and bfloat16";
   bool built = false;
-#define FA4_SM90_BWD_BUILT(D, DV, BN, BM, ST) built |= a.head_dim == D && a.head_dim_v == DV;
+#define FA4_SM90_BWD_BUILT(D, DV, BN, BM, ST, PP) built |= a.head_dim == D && a.head_dim_v == DV;
   FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_BUILT)
 #undef FA4_SM90_BWD_BUILT
   if (!built)

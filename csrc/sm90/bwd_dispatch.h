@@ -15,13 +15,14 @@ template <int kHeadDim, int kHeadDimV>
 struct BwdHdimConfig {
   static constexpr bool kBuilt = false;
 };
-#define FA4_SM90_BWD_HDIM_CONFIG(D, DV, BN, BM, ST) \
-  template <>                                       \
-  struct BwdHdimConfig<D, DV> {                     \
-    static constexpr bool kBuilt = true;            \
-    static constexpr int kBlockN = BN;              \
-    static constexpr int kBlockM = BM;              \
-    static constexpr int kStages = ST;              \
+#define FA4_SM90_BWD_HDIM_CONFIG(D, DV, BN, BM, ST, PP) \
+  template <>                                           \
+  struct BwdHdimConfig<D, DV> {                         \
+    static constexpr bool kBuilt = true;                \
+    static constexpr int kBlockN = BN;                  \
+    static constexpr int kBlockM = BM;                  \
+    static constexpr int kStages = ST;                  \
+    static constexpr bool kPingPong = PP;               \
   };
 FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_HDIM_CONFIG)
 #undef FA4_SM90_BWD_HDIM_CONFIG

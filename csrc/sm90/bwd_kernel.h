@@ -18,7 +18,9 @@
 //        dq_accum's layout: row-major with permuted 8-float chunks, BwdScratch::dq_accum_col)
 //        overlaps the dK GEMM; with one pipeline stage (d = 256) the order is dV, dK, dQ so the
 //        Q / dO stage is released before dQ. The exp2 loop has a masked and an unmasked variant,
-//        chosen per tile.
+//        chosen per tile. kPingPong (d = 64): the warpgroups take turns issuing their GEMMs (S,
+//        dP | dQ of the previous block, dV, dK): dQ of a block is issued one block later, so no
+//        warpgroup waits for the other's dS inside a block.
 //        kBlockN = 64 (d = 192, 256, where dK + dV of 64 keys do not fit one warpgroup's
 //        registers): both warpgroups see all 64 keys; they split the queries of S^T / dP^T and the
 //        head dimension of dV, dK and dQ, and P^T / dS^T go through shared memory (SS-WGMMA).
@@ -60,7 +62,7 @@ namespace fa4::sm90 {
 using namespace cute;
 
 template <class Element_, int kHeadDim_, int kHeadDimV_, int kBlockN_, int kBlockM_, int kStages_,
-          bool kIsLocal_, bool kHasSoftcap_>
+          bool kPingPong_, bool kIsLocal_, bool kHasSoftcap_>
 struct BwdTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;    // of q, k, dq, dk
@@ -75,6 +77,16 @@ struct BwdTraits {
   // dQ (P, dS through shared memory); see bwd_config.h.
   static constexpr bool kSplitD = kBlockN == 64;
   static_assert(kBlockN == 128 || kBlockN == 64);
+  // kPingPong (kBlockN = 128 only): the two consumer warpgroups take turns issuing their two GEMM
+  // groups per query block (S, dP | dQ of the previous block, dV, dK), so one's exp / dS work
+  // runs under the other's GEMMs. That needs the dQ of block i (both warpgroups' halves of dS)
+  // issued in block i + 1, after an mbarrier says both halves are in shared memory: with the dS
+  // barrier inside the block the warpgroups would be back in lockstep every block. Three dS
+  // buffers: a warpgroup is at most two blocks ahead, as the Q / dO stages are refilled only once
+  // both released them.
+  static constexpr bool kPingPong = kPingPong_;
+  static_assert(!kPingPong || !kSplitD);
+  static constexpr int kDSBuffers = kPingPong ? 3 : 2;
   static_assert(kBlockM == 64 || (kBlockM == 128 && !kSplitD));
   static_assert(BwdScratch::kAlignRows % kBlockM == 0);
   static_assert(kHeadDim % 32 == 0, "dq_accum's column permutation works on groups of 32 floats");
@@ -162,10 +174,12 @@ struct BwdTraits {
   // which is also the K-major A operand (keys x queries) of dK when kSplitD. P (kSplitD only, for
   // dV) has the same layout.
   using SmemLayoutdS = decltype(tile_to_shape(GMMA::Layout_MN_SW128_Atom<Element>{},
-                                              Shape<Int<kBlockM>, Int<kBlockN>, _2>{}));
+                                              Shape<Int<kBlockM>, Int<kBlockN>,
+                                                    Int<kDSBuffers>>{}));
   using SmemLayoutdSt = decltype(composition(
       SmemLayoutdS{},
-      make_ordered_layout(Shape<Int<kBlockN>, Int<kBlockM>, _2>{}, Step<_2, _1, _3>{})));
+      make_ordered_layout(Shape<Int<kBlockN>, Int<kBlockM>, Int<kDSBuffers>>{},
+                          Step<_2, _1, _3>{})));
 
   using GShape = Shape<int32_t, int32_t, int32_t, int32_t>;
   using GStride = Stride<int64_t, _1, int64_t, int64_t>;
@@ -198,6 +212,8 @@ struct BwdTraits {
     alignas(16) float lse_log2[kStages][kBlockM];
     alignas(16) float dpsum[kStages][kBlockM];
     alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_kv;
+    // kPingPong: both warpgroups' halves of a dS buffer are written.
+    cutlass::arch::ClusterBarrier ds_full[kDSBuffers];
     typename Pipeline::SharedStorage pipe_q;
     typename Pipeline::SharedStorage pipe_do;
   };
@@ -226,7 +242,10 @@ namespace detail {
 
 // Named barriers of the two consumer warpgroups (ids above CUTLASS's reserved ones).
 // kBarDQFull / kBarDQEmpty are shared with the dQ warp (consumers + 32 threads).
-enum BwdBarrier : uint32_t { kBarDS = 1, kBarEpilogue = 2, kBarTail = 3, kBarDQFull = 4, kBarDQEmpty = 5 };
+enum BwdBarrier : uint32_t {
+  kBarDS = 1, kBarEpilogue = 2, kBarTail = 3, kBarDQFull = 4, kBarDQEmpty = 5,
+  kBarTurn = 6  // and 7: kPingPong, the turn of consumer warpgroup 0 / 1
+};
 
 CUTE_DEVICE int ld_acquire(const int32_t* p) {
   int v;
@@ -311,6 +330,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     prefetch_tma_descriptor(p.tma_k.get_tma_descriptor());
     prefetch_tma_descriptor(p.tma_v.get_tma_descriptor());
     ss.barrier_kv.init(1);
+    if constexpr (Traits::kPingPong) {
+      for (int b = 0; b < Traits::kDSBuffers; ++b) ss.ds_full[b].init(128 * Traits::kNumConsumerWG);
+    }
   }
   typename Pipeline::Params pp;
   pp.transaction_bytes = Traits::kStageBytesQ;
@@ -497,6 +519,38 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     return need;
   };
 
+  // dQ_partial (fp32) staged in dq_accum's permuted column order for the dQ warp, after it has
+  // taken the previous one (`staged` blocks were staged before this one).
+  auto stage_dq = [&](auto& tdQrdQ, int staged) {
+    constexpr int kDQThreads = kConsumerThreads + 32;
+    if (staged > 0) cutlass::arch::NamedBarrier::sync(kDQThreads, kBarDQEmpty);
+    CUTE_UNROLL
+    for (int i = 0; i < size(tdQrdQ); i += 2) {
+      const int row = get<0>(tdQcdQ(i)), col = get<1>(tdQcdQ(i));
+      *reinterpret_cast<float2*>(&ss.dq[row * kHeadDim + BwdScratch::dq_accum_col(row, col)]) =
+          make_float2(tdQrdQ(i), tdQrdQ(i + 1));
+    }
+    cutlass::arch::fence_view_async_shared();  // visible to the bulk copy (async proxy)
+    cutlass::arch::NamedBarrier::arrive(kDQThreads, kBarDQFull);
+  };
+  // kPingPong turns: warpgroup 0 goes first (warpgroup 1 pre-arrives once) and warpgroup 1 skips
+  // its last pass, so every generation of both barriers completes.
+  const int wgc = wg - 1;
+  auto turn_wait = [&] {
+    if constexpr (Traits::kPingPong)
+      cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarTurn + wgc);
+  };
+  auto turn_pass = [&](bool last) {
+    if constexpr (Traits::kPingPong) {
+      if (!(last && wgc == 1))
+        cutlass::arch::NamedBarrier::arrive(kConsumerThreads, kBarTurn + 1 - wgc);
+    }
+  };
+  if constexpr (Traits::kPingPong) {
+    if (wgc == 1) cutlass::arch::NamedBarrier::arrive(kConsumerThreads, kBarTurn);
+  }
+  const int total_iters = group * num_m;
+
   PipelineState rd;
   int iter = 0;
   for (int h = head_kv * group; h < (head_kv + 1) * group; ++h) {
@@ -504,7 +558,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       const int m = query_block(i);
       const int m0 = m * kBlockM;
       const int stage = rd.index();
-      const int ds_buf = iter % 2;
+      const int ds_buf = iter % Traits::kDSBuffers;
       pipe_q.consumer_wait(rd);
       pipe_do.consumer_wait(rd);
       if (p.zero_q_tail && m0 + kBlockM > q_len) {
@@ -518,8 +572,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       }
       Tensor tSrS = partition_fragment_C(mma_sdp, select<0, 1>(typename Traits::TileShapeSdP{}));
       Tensor tdPrdP = partition_fragment_C(mma_sdp, select<0, 1>(typename Traits::TileShapeSdP{}));
+      turn_wait();
       wg_gemm<true, -1>(mma_sdp, tSrK, tSrQ(_, _, _, stage), tSrS);
       wg_gemm<true, -1>(mma_sdp, tdPrV, tdPrdO(_, _, _, stage), tdPrdP);
+      turn_pass(false);
       warpgroup_wait<1>();  // S^T done, dP^T still running
       warpgroup_fence_operand(tSrS);
 
@@ -581,19 +637,6 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       convert_frag(tSrS, tPrP);
       convert_frag(tdPrdP, tdSrdS);
       copy(smem_copy_ds, thr_copy_ds.retile_S(tdSrdS), tdSsdS(_, _, _, ds_buf));
-      if constexpr (Traits::kSplitD) {
-        // dV and dK of this warpgroup's columns need P^T / dS^T of every query: exchange both
-        // through shared memory.
-        copy(smem_copy_ds, thr_copy_ds.retile_S(tPrP), tPsP(_, _, _, ds_buf));
-        cutlass::arch::fence_view_async_shared();  // visible to the GEMMs (async proxy)
-        cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarDS);  // both halves written
-        wg_gemm<false, -1>(mma_dv, tdVrP(_, _, _, ds_buf), tdVrdO(_, _, _, stage), tdVrdV);
-      } else {
-        cutlass::arch::fence_view_async_shared();  // dS visible to the dQ GEMM (async proxy)
-        Tensor tPrPa = make_tensor(tPrP.data(), acc_as_a_operand(tPrP.layout()));
-        wg_gemm<false, -1>(mma_dv, tPrPa, tdVrdO(_, _, _, stage), tdVrdV);
-        cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarDS);  // both halves of dS written
-      }
       auto issue_dk = [&] {
         if constexpr (Traits::kSplitD) {
           wg_gemm<false, -1>(mma_dk, tdKrdS(_, _, _, ds_buf), tdKrQ(_, _, _, stage), tdKrdK);
@@ -602,55 +645,106 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           wg_gemm<false, -1>(mma_dk, tdSrdSa, tdKrQ(_, _, _, stage), tdKrdK);
         }
       };
-      Tensor tdQrdQ = partition_fragment_C(mma_dq, select<0, 1>(typename Traits::TileShapedQ{}));
-      // Stage dQ_partial for the dQ warp (after it has consumed the previous one), in
-      // dq_accum's permuted column order.
-      auto stage_dq = [&] {
-        constexpr int kDQThreads = kConsumerThreads + 32;
-        if (iter > 0) cutlass::arch::NamedBarrier::sync(kDQThreads, kBarDQEmpty);
-        CUTE_UNROLL
-        for (int i = 0; i < size(tdQrdQ); i += 2) {
-          const int row = get<0>(tdQcdQ(i)), col = get<1>(tdQcdQ(i));
-          *reinterpret_cast<float2*>(&ss.dq[row * kHeadDim + BwdScratch::dq_accum_col(row, col)]) =
-              make_float2(tdQrdQ(i), tdQrdQ(i + 1));
+      auto issue_dv = [&] {
+        if constexpr (Traits::kSplitD) {
+          wg_gemm<false, -1>(mma_dv, tdVrP(_, _, _, ds_buf), tdVrdO(_, _, _, stage), tdVrdV);
+        } else {
+          Tensor tPrPa = make_tensor(tPrP.data(), acc_as_a_operand(tPrP.layout()));
+          wg_gemm<false, -1>(mma_dv, tPrPa, tdVrdO(_, _, _, stage), tdVrdV);
         }
-        cutlass::arch::fence_view_async_shared();  // visible to the bulk copy (async proxy)
-        cutlass::arch::NamedBarrier::arrive(kDQThreads, kBarDQFull);
       };
-      if constexpr (Traits::kStages > 1) {
-        // GEMM order dV, dQ, dK: dQ (which needs both warpgroups' dS) finishes while dK still
-        // runs, so staging dQ_partial (and waiting for the dQ warp to take the previous one)
-        // overlaps the dK GEMM instead of idling the tensor cores.
-        wg_gemm<true, -1>(mma_dq, tdQrdS(_, _, _, ds_buf), tdQrK, tdQrdQ);
-        issue_dk();
-        warpgroup_wait<2>();  // dV done: dO of this stage is no longer read
-        warpgroup_fence_operand(tPrP);  // the register A operand of dV (kBlockN = 128)
-        pipe_do.consumer_release(rd);
-        warpgroup_wait<1>();  // dQ done, dK still running
-        warpgroup_fence_operand(tdQrdQ);
-        stage_dq();
-        warpgroup_wait<0>();  // dK done: Q of this stage is no longer read
-        warpgroup_fence_operand(tdSrdS);
-        warpgroup_fence_operand(tdKrdK);
-        pipe_q.consumer_release(rd);
+      if constexpr (Traits::kPingPong) {
+        cutlass::arch::fence_view_async_shared();  // dS visible to the dQ GEMMs (async proxy)
+        ss.ds_full[ds_buf].arrive();
+        // Second GEMM group: dQ of the previous block (both halves of its dS are in shared memory
+        // by now, or soon: the other warpgroup wrote them before its own previous second group),
+        // then dV, dK. Staging dQ overlaps dV and dK.
+        auto second_group = [&](auto has_prev) {
+          Tensor tdQrdQ =
+              partition_fragment_C(mma_dq, select<0, 1>(typename Traits::TileShapedQ{}));
+          const int prev_buf = (iter + Traits::kDSBuffers - 1) % Traits::kDSBuffers;
+          if constexpr (decltype(has_prev)::value)
+            ss.ds_full[prev_buf].wait(((iter - 1) / Traits::kDSBuffers) & 1);
+          turn_wait();
+          if constexpr (decltype(has_prev)::value)
+            wg_gemm<true, -1>(mma_dq, tdQrdS(_, _, _, prev_buf), tdQrK, tdQrdQ);
+          issue_dv();
+          issue_dk();
+          turn_pass(iter + 1 == total_iters);
+          if constexpr (decltype(has_prev)::value) {
+            warpgroup_wait<2>();  // dQ of the previous block done
+            warpgroup_fence_operand(tdQrdQ);
+            stage_dq(tdQrdQ, iter - 1);
+          }
+          warpgroup_wait<1>();  // dV done: dO of this stage is no longer read
+          warpgroup_fence_operand(tPrP);
+          pipe_do.consumer_release(rd);
+          warpgroup_wait<0>();  // dK done: Q of this stage is no longer read
+          warpgroup_fence_operand(tdSrdS);
+          warpgroup_fence_operand(tdKrdK);
+          pipe_q.consumer_release(rd);
+        };
+        if (iter == 0) second_group(cute::false_type{});
+        else second_group(cute::true_type{});
       } else {
-        // One stage (d = 256): the producer's next Q / dO load waits for the release, so dV and
-        // dK go first and the stage is released while dQ runs and is staged.
-        issue_dk();
-        wg_gemm<true, -1>(mma_dq, tdQrdS(_, _, _, ds_buf), tdQrK, tdQrdQ);
-        warpgroup_wait<1>();  // dV, dK done
-        warpgroup_fence_operand(tPrP);
-        warpgroup_fence_operand(tdSrdS);
-        warpgroup_fence_operand(tdKrdK);
-        pipe_q.consumer_release(rd);
-        pipe_do.consumer_release(rd);
-        warpgroup_wait<0>();
-        warpgroup_fence_operand(tdQrdQ);
-        stage_dq();
+        if constexpr (Traits::kSplitD) {
+          // dV and dK of this warpgroup's columns need P^T / dS^T of every query: exchange both
+          // through shared memory.
+          copy(smem_copy_ds, thr_copy_ds.retile_S(tPrP), tPsP(_, _, _, ds_buf));
+          cutlass::arch::fence_view_async_shared();  // visible to the GEMMs (async proxy)
+          cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarDS);  // both halves written
+          issue_dv();
+        } else {
+          cutlass::arch::fence_view_async_shared();  // dS visible to the dQ GEMM (async proxy)
+          issue_dv();
+          cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarDS);  // both halves of dS written
+        }
+        Tensor tdQrdQ = partition_fragment_C(mma_dq, select<0, 1>(typename Traits::TileShapedQ{}));
+        if constexpr (Traits::kStages > 1) {
+          // GEMM order dV, dQ, dK: dQ (which needs both warpgroups' dS) finishes while dK still
+          // runs, so staging dQ_partial (and waiting for the dQ warp to take the previous one)
+          // overlaps the dK GEMM instead of idling the tensor cores.
+          wg_gemm<true, -1>(mma_dq, tdQrdS(_, _, _, ds_buf), tdQrK, tdQrdQ);
+          issue_dk();
+          warpgroup_wait<2>();  // dV done: dO of this stage is no longer read
+          warpgroup_fence_operand(tPrP);  // the register A operand of dV (kBlockN = 128)
+          pipe_do.consumer_release(rd);
+          warpgroup_wait<1>();  // dQ done, dK still running
+          warpgroup_fence_operand(tdQrdQ);
+          stage_dq(tdQrdQ, iter);
+          warpgroup_wait<0>();  // dK done: Q of this stage is no longer read
+          warpgroup_fence_operand(tdSrdS);
+          warpgroup_fence_operand(tdKrdK);
+          pipe_q.consumer_release(rd);
+        } else {
+          // One stage (d = 256): the producer's next Q / dO load waits for the release, so dV and
+          // dK go first and the stage is released while dQ runs and is staged.
+          issue_dk();
+          wg_gemm<true, -1>(mma_dq, tdQrdS(_, _, _, ds_buf), tdQrK, tdQrdQ);
+          warpgroup_wait<1>();  // dV, dK done
+          warpgroup_fence_operand(tPrP);
+          warpgroup_fence_operand(tdSrdS);
+          warpgroup_fence_operand(tdKrdK);
+          pipe_q.consumer_release(rd);
+          pipe_do.consumer_release(rd);
+          warpgroup_wait<0>();
+          warpgroup_fence_operand(tdQrdQ);
+          stage_dq(tdQrdQ, iter);
+        }
       }
       warpgroup_fence_operand(tdVrdV);
       ++rd;
     }
+  }
+  if constexpr (Traits::kPingPong) {
+    // dQ of the last block.
+    const int last = iter - 1, buf = last % Traits::kDSBuffers;
+    ss.ds_full[buf].wait((last / Traits::kDSBuffers) & 1);
+    Tensor tdQrdQ = partition_fragment_C(mma_dq, select<0, 1>(typename Traits::TileShapedQ{}));
+    wg_gemm<true, -1>(mma_dq, tdQrdS(_, _, _, buf), tdQrK, tdQrdQ);
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(tdQrdQ);
+    stage_dq(tdQrdQ, last);
   }
 
   // ------------------------------------------------------------------ epilogue

@@ -68,11 +68,12 @@ cudaError_t launch_bwd(const AttnBwdParams& a, const BwdScratch& scratch, cudaSt
 }
 
 // The dispatched variants of one (dtype, head_dim, head_dim_v) row of FA4_SM90_BWD_HDIM_TABLE.
-template <class Element, int kHeadDim, int kHeadDimV, int kBlockN, int kBlockM, int kStages>
+template <class Element, int kHeadDim, int kHeadDimV, int kBlockN, int kBlockM, int kStages,
+          bool kPingPong>
 cudaError_t run_bwd_hdim_impl(const AttnBwdParams& a, const BwdScratch& scratch,
                               cudaStream_t stream) {
   return dispatch_local_softcap(has_local_mask(a), a.softcap > 0.f, [&](auto local, auto softcap) {
-    return launch_bwd<BwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kBlockM, kStages,
+    return launch_bwd<BwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kBlockM, kStages, kPingPong,
                                 decltype(local)::value, decltype(softcap)::value>>(a, scratch, stream);
   });
 }
@@ -86,7 +87,7 @@ cudaError_t run_bwd_hdim_impl(const AttnBwdParams& a, const BwdScratch& scratch,
   cudaError_t run_bwd_hdim<ELEMENT, HDIM, HDIM_V>(const AttnBwdParams& a,                       \
                                                   const BwdScratch& scratch, cudaStream_t stream) { \
     using C = BwdHdimConfig<HDIM, HDIM_V>;                                                      \
-    return run_bwd_hdim_impl<ELEMENT, HDIM, HDIM_V, C::kBlockN, C::kBlockM, C::kStages>(a, scratch, \
-                                                                                     stream);   \
+    return run_bwd_hdim_impl<ELEMENT, HDIM, HDIM_V, C::kBlockN, C::kBlockM, C::kStages,         \
+                             C::kPingPong>(a, scratch, stream);                                 \
   }                                                                                             \
   }
