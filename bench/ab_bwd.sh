@@ -3,7 +3,9 @@
 # this checkout's harness) against each given source tree (a directory holding a csrc/; "." is
 # this checkout), all in parallel, runs the binaries in turn twice (A B ... A B ...), and prints
 # TFLOP/s side by side, one column per tree and round. BB_DIMS="128" restricts the head dims.
-# Usage: bash bench/ab_bwd.sh TREE [TREE ...]   (logs under $OUT)
+# An argument that is an executable file is taken as an already built bench_bwd (built here with
+# build_bench_bwd.sh, so the device call only times it).
+# Usage: bash bench/ab_bwd.sh TREE|BINARY [TREE|BINARY ...]   (logs under $OUT)
 set -o pipefail
 OUT=${OUT:-/tmp/fa4_ab_bwd}; mkdir -p "$OUT"
 export CUTLASS_INC=$(pwd)/third_party/cutlass/include BB_SRC=$(pwd)/csrc/sm90/test
@@ -11,7 +13,11 @@ JOBS=$(( $(nproc) / $# )); [ "$JOBS" -ge 1 ] || JOBS=1; [ "$JOBS" -le 3 ] || JOB
 s=$(date +%s)
 i=0
 for tree in "$@"; do
-  (cd "$tree" && bash "$BB_SRC/build_bench_bwd.sh" /tmp/bench_bwd_$i "$JOBS") > "$OUT/bwd_build_$i.log" 2>&1 &
+  if [ -f "$tree" ] && [ -x "$tree" ]; then
+    cp "$tree" /tmp/bench_bwd_$i && echo "built (prebuilt $tree)" > "$OUT/bwd_build_$i.log"
+  else
+    (cd "$tree" && bash "$BB_SRC/build_bench_bwd.sh" /tmp/bench_bwd_$i "$JOBS") > "$OUT/bwd_build_$i.log" 2>&1 &
+  fi
   i=$((i + 1))
 done
 wait

@@ -113,8 +113,22 @@ static void run_case(int s, bool causal, int reps) {
   CK(cudaEventDestroy(e0)); CK(cudaEventDestroy(e1));
 }
 
+#ifdef BB_TRACE
+void bb_dump_trace(const char* tag);
+#endif
+
 int main(int argc, char** argv) {
   const int reps = argc > 1 ? atoi(argv[1]) : 20;
+#ifdef BB_TRACE
+  // A tree instrumented by bench/trace_bwd.py, one head dim: its timelines at 4k and 16k.
+  for (int s : {4096, 16384}) {
+    run_case<BB_TRACE>(s, false, reps);
+    char tag[16];
+    snprintf(tag, sizeof(tag), "s%d", s);
+    bb_dump_trace(tag);
+  }
+  return 0;
+#endif
   for (int causal = 0; causal < 2; ++causal)
     for (int s : {1024, 4096, 16384}) {
 #ifdef BB_HAS_D64

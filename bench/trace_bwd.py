@@ -1,0 +1,68 @@
+"""Per-phase clock timeline of the sm90 backward main kernel (d = 128 / 96 layout, kPingPong off):
+    python3 bench/trace_bwd.py TREE OUTDIR     # TREE: a directory holding a csrc/ ("." = checkout)
+    export BB_SRC=$PWD/csrc/sm90/test CUTLASS_INC=$PWD/third_party/cutlass/include
+    (cd OUTDIR && BB_TRACE=1 BB_DIMS=128 bash $BB_SRC/build_bench_bwd.sh $PWD/BIN)   # no GPU needed
+    ./BIN 5                                    # on the GPU: non-causal 4k and 16k, then timelines
+Copies TREE/csrc to OUTDIR/csrc and inserts clock64() reads at the phase boundaries of the
+consumer loop (and of the dQ warp) of bwd_kernel.h, recorded by one thread per consumer warpgroup
+of one CTA for 16 query blocks in its steady state (bench_bwd.cu built with BB_TRACE=1 prints
+them: per phase, the mean cycles since the previous mark, and the raw marks). The
+reads perturb register allocation a little (check ptxas): read phases, not absolute speed. An
+anchor that no longer matches the kernel source stops the script: update ANCHORS with the kernel.
+"""
+import shutil
+import sys
+from pathlib import Path
+
+PHASES = ["Q/dO ready", "S,dP issued", "S done", "P done", "dP done", "dS stored", "dV issued",
+          "dS barrier", "dQ,dK issued", "dV done", "dQ done", "dQ staged", "dK done"]
+
+# (text in bwd_kernel.h, the same text with trace points); TR(k) records the end of PHASES[k - 1].
+ANCHORS = [
+    ("namespace detail {\n",
+     "__device__ unsigned long long fa4_bwd_trace[2][16][16];\n"
+     "__device__ unsigned long long fa4_bwd_trace_dq[16][2];\nnamespace detail {\n"),
+    ("  const int ctid = threadIdx.x - 128;  // 0..255\n",
+     "  const int ctid = threadIdx.x - 128;  // 0..255\n"
+     "  const bool trace_on = blockIdx.x == 5 && blockIdx.y == 3 && blockIdx.z == 0 && (ctid & 127) == 0;\n"
+     "#define TR(k) if (trace_on && iter >= 20 && iter < 36) fa4_bwd_trace[ctid / 128][iter - 20][k] = clock64();\n"),
+    ("      pipe_q.consumer_wait(rd);\n      pipe_do.consumer_wait(rd);\n",
+     "      TR(0)\n      pipe_q.consumer_wait(rd);\n      pipe_do.consumer_wait(rd);\n      TR(1)\n"),
+    ("      warpgroup_wait<1>();  // S^T done, dP^T still running\n",
+     "      TR(2)\n      warpgroup_wait<1>();  // S^T done, dP^T still running\n      TR(3)\n"),
+    ("      warpgroup_wait<0>();  // dP^T done\n",
+     "      TR(4)\n      warpgroup_wait<0>();  // dP^T done\n      TR(5)\n"),
+    ("      copy(smem_copy_ds, thr_copy_ds.retile_S(tdSrdS), tdSsdS(_, _, _, ds_buf));\n",
+     "      copy(smem_copy_ds, thr_copy_ds.retile_S(tdSrdS), tdSsdS(_, _, _, ds_buf));\n      TR(6)\n"),
+    ("          issue_dv();\n          cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarDS);",
+     "          issue_dv();\n          TR(7)\n          cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarDS);\n          TR(8)"),
+    ("          issue_dk();\n          warpgroup_wait<2>();  // dV done: dO of this stage is no longer read\n",
+     "          issue_dk();\n          TR(9)\n          warpgroup_wait<2>();  // dV done: dO of this stage is no longer read\n          TR(10)\n"),
+    ("          warpgroup_wait<1>();  // dQ done, dK still running\n          warpgroup_fence_operand(tdQrdQ);\n          stage_dq(tdQrdQ, iter);\n          warpgroup_wait<0>();  // dK done: Q of this stage is no longer read\n",
+     "          warpgroup_wait<1>();  // dQ done, dK still running\n          TR(11)\n          warpgroup_fence_operand(tdQrdQ);\n          stage_dq(tdQrdQ, iter);\n          TR(12)\n          warpgroup_wait<0>();  // dK done: Q of this stage is no longer read\n          TR(13)\n"),
+    ("          cutlass::arch::NamedBarrier::sync(kThreads, kBarDQFull);\n",
+     "          cutlass::arch::NamedBarrier::sync(kThreads, kBarDQFull);\n"
+     "          const bool trd = blockIdx.x == 5 && blockIdx.y == 3 && blockIdx.z == 0 && threadIdx.x == 32 && iter >= 20 && iter < 36;\n"
+     "          if (trd) fa4_bwd_trace_dq[iter - 20][0] = clock64();\n"),
+    ("              tma_store_wait<0>();  // smem read: the consumers may refill it\n",
+     "              tma_store_wait<0>();  // smem read: the consumers may refill it\n"
+     "              if (trd) fa4_bwd_trace_dq[iter - 20][1] = clock64();\n"),
+]
+
+
+def main():
+    tree, out = Path(sys.argv[1]), Path(sys.argv[2])
+    shutil.rmtree(out / "csrc", ignore_errors=True)
+    shutil.copytree(tree / "csrc", out / "csrc")
+    kernel = out / "csrc/sm90/bwd_kernel.h"
+    src = kernel.read_text()
+    for old, new in ANCHORS:
+        if src.count(old) != 1:
+            sys.exit(f"anchor not found once in {kernel}:\n{old}")
+        src = src.replace(old, new)
+    kernel.write_text(src)
+    print(f"instrumented {kernel}; phases: " + ", ".join(f"{i + 1}={p}" for i, p in enumerate(PHASES)))
+
+
+if __name__ == "__main__":
+    main()
