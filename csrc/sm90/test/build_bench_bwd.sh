@@ -15,7 +15,10 @@ FLAGS="-std=c++17 -O3 -DNDEBUG -gencode=arch=compute_90a,code=sm_90a --expt-rela
 export FLAGS OBJ SRC
 DIMS=${BB_DIMS:-64 128 256}
 # BB_TRACE=1: a tree instrumented by bench/trace_bwd.py, one head dim; the binary prints timelines.
-if [ "${BB_TRACE:-0}" = 1 ]; then FLAGS="$FLAGS -DBB_TRACE=$DIMS"; fi
+if [ "${BB_TRACE:-0}" = 1 ]; then
+  [ "$(echo $DIMS | wc -w)" = 1 ] || { echo "BB_TRACE=1 takes one head dim in BB_DIMS"; exit 1; }
+  FLAGS="$FLAGS -DBB_TRACE=$DIMS"
+fi
 printf "%s\n" $DIMS | xargs -P "$JOBS" -I{} sh -c 'nvcc $FLAGS -DBB_D={} -c $SRC/bench_bwd_kernels.cu -o $OBJ/k{}.o > $OBJ/k{}.log 2>&1 || { cat $OBJ/k{}.log; exit 255; }'
 nvcc $FLAGS $(printf -- "-DBB_HAS_D%s " $DIMS) -c $SRC/bench_bwd.cu -o $OBJ/main.o
 cat $OBJ/k*.log > ${OUTBIN}.ptxas.log
