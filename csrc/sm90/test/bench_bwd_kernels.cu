@@ -12,16 +12,15 @@ cudaError_t bb_run<BB_D>(const fa4::AttnBwdParams& a, const fa4::sm90::BwdScratc
 }
 
 #ifdef BB_TRACE
-// The clock marks of an instrumented tree (bench/trace_bwd.py, which defines fa4_bwd_trace and
-// fa4_bwd_trace_dq in its bwd_kernel.h), relative to warpgroup 0's first.
+// The clock marks of an instrumented tree (bench/trace_bwd.py, which defines fa4_bwd_trace in its
+// bwd_kernel.h), relative to warpgroup 0's first.
 #include <stdio.h>
 void bb_dump_trace(const char* tag) {
   static const char* phases[13] = {"Q/dO ready", "S,dP issued", "S done", "P done", "dP done",
                                    "dS stored", "dV issued", "dS barrier", "dQ,dK issued",
                                    "dV done", "dQ done", "dQ staged", "dK done"};
-  unsigned long long t[2][16][16], q[16][2];
+  unsigned long long t[2][16][16];
   cudaMemcpyFromSymbol(t, fa4::sm90::fa4_bwd_trace, sizeof(t));
-  cudaMemcpyFromSymbol(q, fa4::sm90::fa4_bwd_trace_dq, sizeof(q));
   const long long base = (long long)t[0][0][0];
   for (int w = 0; w < 2; ++w) {
     printf("%s wg%d cycles per phase (mean of 15 query blocks):", tag, w);
@@ -41,8 +40,5 @@ void bb_dump_trace(const char* tag) {
       for (int k = 0; k < 14; ++k) printf(" %7lld", (long long)t[w][i][k] - base);
       printf("\n");
     }
-  for (int i = 0; i < 16; ++i)
-    printf("%s dQ warp block %2d: staged %7lld, reduce read %7lld\n", tag, i,
-           (long long)q[i][0] - base, (long long)q[i][1] - base);
 }
 #endif
