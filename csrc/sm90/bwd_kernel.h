@@ -26,7 +26,9 @@
 //        head dimension of dV, dK and dQ, and P^T / dS^T go through shared memory (SS-WGMMA).
 //   WG0, warp 1: adds each staged dQ_partial into the fp32 accumulator in global memory with one
 //        bulk reduce-add (cp.reduce.async.bulk .add.f32), so the math warps never wait on L2
-//        atomics. Deterministic mode orders those additions: the key blocks of one query block
+//        atomics; with kBlockM = 128, one per warpgroup's half of the rows, each handed over with
+//        its own mbarriers (kdQPerWG), so that the handover does not line the warpgroups up.
+//        Deterministic mode orders those additions: the key blocks of one query block
 //        add in increasing key order (a semaphore per query block; a key block only waits for
 //        lower key blocks of the same (batch, head), which were scheduled before it).
 // Epilogue: dK (times softmax_scale) and dV converted, staged in shared memory (aliasing K / V)
@@ -110,6 +112,12 @@ struct BwdTraits {
   // 32 or 16 columns) that divides the split columns decides the smem layout: one atom for the
   // kHeadDim-wide Q and K, one for the kHeadDimV-wide dO and V.
   static constexpr bool kdQSplitM = kBlockM == 128;
+  // kdQSplitM: each warpgroup's rows of dQ_partial are one contiguous half of the staging buffer
+  // and of the dq_accum block, so each half has its own full / empty mbarriers with the dQ warp
+  // and its own bulk reduce-add, and the dQ handshake no longer lines the two warpgroups up
+  // (d = 64 ping-pong: +3-8 %, H200). Halves of columns (the other configs) would need a new
+  // dq_accum layout; tried with one, d 128 and d 256 lost 3-7 % (more spills), PERF_NOTES.
+  static constexpr bool kdQPerWG = kdQSplitM;
   static constexpr int kSplitCols = kdQSplitM ? kHeadDim : kHeadDim / 2;
   static constexpr int kSplitColsV = kSplitD ? kHeadDimV / 2 : kHeadDimV;
   template <int kCols>
@@ -214,6 +222,8 @@ struct BwdTraits {
     alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_kv;
     // kPingPong: both warpgroups' halves of a dS buffer are written.
     cutlass::arch::ClusterBarrier ds_full[kDSBuffers];
+    // kdQPerWG: warpgroup w's half of dq staged (128 arrivals) / taken by the dQ warp (1 arrival).
+    cutlass::arch::ClusterBarrier dq_full[2], dq_empty[2];
     typename Pipeline::SharedStorage pipe_q;
     typename Pipeline::SharedStorage pipe_do;
   };
@@ -333,6 +343,12 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     if constexpr (Traits::kPingPong) {
       for (int b = 0; b < Traits::kDSBuffers; ++b) ss.ds_full[b].init(128 * Traits::kNumConsumerWG);
     }
+    if constexpr (Traits::kdQPerWG) {
+      for (int w = 0; w < 2; ++w) {
+        ss.dq_full[w].init(128);
+        ss.dq_empty[w].init(1);
+      }
+    }
   }
   typename Pipeline::Params pp;
   pp.transaction_bytes = Traits::kStageBytesQ;
@@ -413,12 +429,13 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       for (int h = head_kv * group; h < (head_kv + 1) * group; ++h) {
         for (int i = 0; i < num_m; ++i, ++iter) {
           const int m = query_block(i);
-          cutlass::arch::NamedBarrier::sync(kThreads, kBarDQFull);
+          if constexpr (!Traits::kdQPerWG) cutlass::arch::NamedBarrier::sync(kThreads, kBarDQFull);
           if (threadIdx.x == 32) {
             float* dq_acc = scratch.dq_accum +
                             scratch.row_index(attn, batch, h, m * kBlockM) * kHeadDim;
             int32_t* sem =
                 scratch.semaphore + (int64_t(batch) * attn.heads_q + h) * scratch.m_blocks + m;
+            if constexpr (Traits::kdQPerWG) ss.dq_full[0].wait(iter & 1);
             if (attn.deterministic) {
               int col_lo = 0, col_hi = k_len;
               if constexpr (Traits::kIsLocal)
@@ -427,19 +444,35 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
               while (ld_acquire(sem) != before) __nanosleep(32);
               fence_proxy_async_global();
             }
-            bulk_reduce_add_f32(dq_acc, ss.dq, kBlockM * kHeadDim * 4);
-            tma_store_arrive();  // commit the bulk group
+            if constexpr (Traits::kdQPerWG) {
+              // Each half as soon as its warpgroup staged it; each returned once read.
+              constexpr int kHalf = kBlockM * kHeadDim / 2;
+              bulk_reduce_add_f32(dq_acc, ss.dq, kHalf * 4);
+              tma_store_arrive();
+              ss.dq_full[1].wait(iter & 1);
+              bulk_reduce_add_f32(dq_acc + kHalf, ss.dq + kHalf, kHalf * 4);
+              tma_store_arrive();
+              tma_store_wait<1>();
+              if (iter + 1 < total) ss.dq_empty[0].arrive();
+              tma_store_wait<0>();
+              if (iter + 1 < total) ss.dq_empty[1].arrive();
+            } else {
+              bulk_reduce_add_f32(dq_acc, ss.dq, kBlockM * kHeadDim * 4);
+              tma_store_arrive();  // commit the bulk group
+            }
             if (attn.deterministic) {
               asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");  // added, not just read
               fence_proxy_async_global();
               __threadfence();
               red_release_add(sem, 1);
-            } else {
+            } else if constexpr (!Traits::kdQPerWG) {
               tma_store_wait<0>();  // smem read: the consumers may refill it
             }
           }
-          __syncwarp();
-          if (iter + 1 < total) cutlass::arch::NamedBarrier::arrive(kThreads, kBarDQEmpty);
+          if constexpr (!Traits::kdQPerWG) {
+            __syncwarp();
+            if (iter + 1 < total) cutlass::arch::NamedBarrier::arrive(kThreads, kBarDQEmpty);
+          }
         }
       }
     }
@@ -523,7 +556,11 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   // taken the previous one (`staged` blocks were staged before this one).
   auto stage_dq = [&](auto& tdQrdQ, int staged) {
     constexpr int kDQThreads = kConsumerThreads + 32;
-    if (staged > 0) cutlass::arch::NamedBarrier::sync(kDQThreads, kBarDQEmpty);
+    if constexpr (Traits::kdQPerWG) {
+      if (staged > 0) ss.dq_empty[wg - 1].wait((staged - 1) & 1);
+    } else {
+      if (staged > 0) cutlass::arch::NamedBarrier::sync(kDQThreads, kBarDQEmpty);
+    }
     CUTE_UNROLL
     for (int i = 0; i < size(tdQrdQ); i += 2) {
       const int row = get<0>(tdQcdQ(i)), col = get<1>(tdQcdQ(i));
@@ -531,7 +568,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           make_float2(tdQrdQ(i), tdQrdQ(i + 1));
     }
     cutlass::arch::fence_view_async_shared();  // visible to the bulk copy (async proxy)
-    cutlass::arch::NamedBarrier::arrive(kDQThreads, kBarDQFull);
+    if constexpr (Traits::kdQPerWG) ss.dq_full[wg - 1].arrive();
+    else cutlass::arch::NamedBarrier::arrive(kDQThreads, kBarDQFull);
   };
   // kPingPong turns: warpgroup 0 goes first (warpgroup 1 pre-arrives once) and warpgroup 1 skips
   // its last pass, so every generation of both barriers completes.
