@@ -195,18 +195,21 @@ class BuildWithCuda(BuildExtension):
     @staticmethod
     def nvcc(arch, src, obj):
         os.makedirs(os.path.dirname(obj), exist_ok=True)
-        # ptxas -v: its report is where a serialised wgmma shows up (C7514 / C7515: "wgmma.mma_async
-        # instructions are serialized", a wait after every wgmma, ~25 % slower, and nothing else
-        # says so); such a build is refused.
+        # ptxas -v: its report is where a serialised wgmma shows up (C7512 / C7514 / C7515 / C7518:
+        # "wgmma.mma_async instructions are serialized", a wait after every wgmma, ~25 % slower,
+        # and nothing else says so), and a wait ptxas inserts on its own (C7517: "warpgroup.wait is
+        # injected", e.g. right after a GEMM meant to run under later work); such a build is
+        # refused.
         cmd = [NVCC, *nvcc_flags(arch), "-Xptxas=-v", "-c", src, "-o", obj]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             return " ".join(cmd) + "\n" + proc.stdout + proc.stderr
         serialized = [line for line in (proc.stdout + proc.stderr).splitlines()
-                      if "wgmma" in line and "serialized" in line]
+                      if ("wgmma" in line and "serialized" in line)
+                      or "warpgroup.wait is injected" in line]
         if serialized:
             os.remove(obj)
-            return ("ptxas serialised the wgmma instructions (a wait after each one) in:\n" +
+            return ("ptxas serialised the wgmma instructions or injected waits in:\n" +
                     "\n".join(serialized) + "\nKeep each GEMM issue and its warpgroup_wait on one "
                     "straight path (not under separate branches of the same condition, not across "
                     "loop iterations), and leave its accumulator alone until the wait.")

@@ -22,8 +22,9 @@ fi
 printf "%s\n" $DIMS | xargs -P "$JOBS" -I{} sh -c 'nvcc $FLAGS -DBB_D={} -c $SRC/bench_bwd_kernels.cu -o $OBJ/k{}.o > $OBJ/k{}.log 2>&1 || { cat $OBJ/k{}.log; exit 255; }'
 nvcc $FLAGS $(printf -- "-DBB_HAS_D%s " $DIMS) -c $SRC/bench_bwd.cu -o $OBJ/main.o
 cat $OBJ/k*.log > ${OUTBIN}.ptxas.log
-if grep -q "wgmma.*serialized" ${OUTBIN}.ptxas.log; then
-  grep "wgmma.*serialized" ${OUTBIN}.ptxas.log; echo "refused: ptxas serialised wgmma"; exit 1
+if grep -q "wgmma.*serialized\|warpgroup.wait is injected" ${OUTBIN}.ptxas.log; then
+  grep "wgmma.*serialized\|warpgroup.wait is injected" ${OUTBIN}.ptxas.log
+  echo "refused: ptxas serialised wgmma or injected a warpgroup.wait"; exit 1
 fi
 nvcc -gencode=arch=compute_90a,code=sm_90a $OBJ/*.o -o $OUTBIN
 echo "built $OUTBIN"
