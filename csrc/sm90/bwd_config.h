@@ -15,14 +15,16 @@
 // kBlockM = 128 at d = 64 (S^T / dP^T of 64 keys x 128 queries per warpgroup, dQ split along the
 // queries): half the per-tile fixed costs per FLOP; ptxas reloads ~10 spilled values per tile
 // there, and it still measured +3-8 % over kBlockM = 64 on every d = 64 cell (H200, perf notes).
-// kPingPong: d = 64 +4-8 % on every length, causal or not; d = 128 -3..-8 % (main kernel alone,
-// same-machine A/B on an H200, bench/results/ab_bwd_lag_pingpong_*; perf notes).
+// kPingPong: d = 64 +4-8 % on every length, causal or not; d = 128 +4-7 % (causal 1k -3 %) since
+// the dQ buffer's "free" signal is an mbarrier that each warpgroup waits on alone (before, a named
+// barrier of both warpgroups and the dQ warp pulled the turns back into lockstep: -3..-8 %).
+// Main kernel alone, same-machine A/Bs on an H200, bench/results/ab_bwd_*; perf notes.
 #pragma once
 
 #define FA4_SM90_BWD_HDIM_TABLE(X) \
   X(64, 64, 128, 128, 2, true)     \
   X(96, 96, 128, 64, 2, false)     \
-  X(128, 128, 128, 64, 2, false)   \
+  X(128, 128, 128, 64, 2, true)    \
   X(192, 192, 64, 64, 2, false)    \
   X(192, 128, 64, 64, 2, false)    \
   X(256, 256, 64, 64, 1, false)

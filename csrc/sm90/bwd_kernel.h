@@ -18,7 +18,7 @@
 //        dq_accum's layout: row-major with permuted 8-float chunks, BwdScratch::dq_accum_col)
 //        overlaps the dK GEMM; with one pipeline stage (d = 256) the order is dV, dK, dQ so the
 //        Q / dO stage is released before dQ. The exp2 loop has a masked and an unmasked variant,
-//        chosen per tile. kPingPong (d = 64): the warpgroups take turns issuing their GEMMs (S,
+//        chosen per tile. kPingPong (d = 64, 128): the warpgroups take turns issuing their GEMMs (S,
 //        dP | dQ of the previous block, dV, dK): dQ of a block is issued one block later, so no
 //        warpgroup waits for the other's dS inside a block.
 //        kBlockN = 64 (d = 192, 256, where dK + dV of 64 keys do not fit one warpgroup's
@@ -27,7 +27,9 @@
 //   WG0, warp 1: adds each staged dQ_partial into the fp32 accumulator in global memory with one
 //        bulk reduce-add (cp.reduce.async.bulk .add.f32), so the math warps never wait on L2
 //        atomics; with kBlockM = 128, one per warpgroup's half of the rows, each handed over with
-//        its own mbarriers (kdQPerWG), so that the handover does not line the warpgroups up.
+//        its own mbarriers (kdQPerWG), so that the handover does not line the warpgroups up;
+//        otherwise the whole buffer is reduced once both warpgroups staged their columns, and its
+//        "free" signal is still an mbarrier that each warpgroup waits on by itself.
 //        Deterministic mode orders those additions: the key blocks of one query block
 //        add in increasing key order (a semaphore per query block; a key block only waits for
 //        lower key blocks of the same (batch, head), which were scheduled before it).
@@ -251,9 +253,9 @@ struct BwdKernelParams {
 namespace detail {
 
 // Named barriers of the two consumer warpgroups (ids above CUTLASS's reserved ones).
-// kBarDQFull / kBarDQEmpty are shared with the dQ warp (consumers + 32 threads).
+// kBarDQFull is shared with the dQ warp (consumers + 32 threads).
 enum BwdBarrier : uint32_t {
-  kBarDS = 1, kBarEpilogue = 2, kBarTail = 3, kBarDQFull = 4, kBarDQEmpty = 5,
+  kBarDS = 1, kBarEpilogue = 2, kBarTail = 3, kBarDQFull = 4,
   kBarTurn = 6  // and 7: kPingPong, the turn of consumer warpgroup 0 / 1
 };
 
@@ -343,11 +345,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     if constexpr (Traits::kPingPong) {
       for (int b = 0; b < Traits::kDSBuffers; ++b) ss.ds_full[b].init(128 * Traits::kNumConsumerWG);
     }
-    if constexpr (Traits::kdQPerWG) {
-      for (int w = 0; w < 2; ++w) {
-        ss.dq_full[w].init(128);
-        ss.dq_empty[w].init(1);
-      }
+    for (int w = 0; w < 2; ++w) {
+      ss.dq_full[w].init(128);
+      ss.dq_empty[w].init(1);
     }
   }
   typename Pipeline::Params pp;
@@ -468,10 +468,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
             } else if constexpr (!Traits::kdQPerWG) {
               tma_store_wait<0>();  // smem read: the consumers may refill it
             }
-          }
-          if constexpr (!Traits::kdQPerWG) {
-            __syncwarp();
-            if (iter + 1 < total) cutlass::arch::NamedBarrier::arrive(kThreads, kBarDQEmpty);
+            if constexpr (!Traits::kdQPerWG) {
+              if (iter + 1 < total) ss.dq_empty[0].arrive();
+            }
           }
         }
       }
@@ -556,11 +555,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   // taken the previous one (`staged` blocks were staged before this one).
   auto stage_dq = [&](auto& tdQrdQ, int staged) {
     constexpr int kDQThreads = kConsumerThreads + 32;
-    if constexpr (Traits::kdQPerWG) {
-      if (staged > 0) ss.dq_empty[wg - 1].wait((staged - 1) & 1);
-    } else {
-      if (staged > 0) cutlass::arch::NamedBarrier::sync(kDQThreads, kBarDQEmpty);
-    }
+    // An mbarrier, not a named barrier with the other warpgroup: each warpgroup waits only for
+    // the dQ warp, so the handover does not line the two warpgroups up.
+    if (staged > 0) ss.dq_empty[Traits::kdQPerWG ? wg - 1 : 0].wait((staged - 1) & 1);
     CUTE_UNROLL
     for (int i = 0; i < size(tdQrdQ); i += 2) {
       const int row = get<0>(tdQcdQ(i)), col = get<1>(tdQcdQ(i));
