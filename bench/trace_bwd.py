@@ -1,5 +1,6 @@
-"""Per-phase clock timeline of the sm90 backward main kernel (d = 128 / 96 layout, kPingPong off):
-    python3 bench/trace_bwd.py TREE OUTDIR     # TREE: a directory holding a csrc/ ("." = checkout)
+"""Per-phase clock timeline of the sm90 backward main kernel (kBlockN = 128 layout, d = 96 / 128):
+    python3 bench/trace_bwd.py [--pp] TREE OUTDIR  # TREE: a directory holding a csrc/ ("." = checkout)
+    (--pp: the marks of the ping-pong path, for a head dim whose table row has kPingPong on)
     export BB_SRC=$PWD/csrc/sm90/test CUTLASS_INC=$PWD/third_party/cutlass/include
     (cd OUTDIR && BB_TRACE=1 BB_DIMS=128 bash $BB_SRC/build_bench_bwd.sh $PWD/BIN)   # no GPU needed
     ./BIN 5                                    # on the GPU: non-causal 4k and 16k, then timelines
@@ -18,15 +19,24 @@ from pathlib import Path
 
 # (text in bwd_kernel.h, the same text with trace points); TR(k) records the end of phase k - 1 of
 # bb_dump_trace's list (csrc/sm90/test/bench_bwd_kernels.cu), TR(0) the start of a query block.
-ANCHORS = [
-    ("namespace detail {\n",
-     "__device__ unsigned long long fa4_bwd_trace[2][16][16];\nnamespace detail {\n"),
-    ("  const int ctid = threadIdx.x - 128;  // 0..255\n",
-     "  const int ctid = threadIdx.x - 128;  // 0..255\n"
-     "  const bool trace_on = blockIdx.x == 5 && blockIdx.y == 3 && blockIdx.z == 0 && (ctid & 127) == 0;\n"
-     "#define TR(k) if (trace_on && iter >= 20 && iter < 36) fa4_bwd_trace[ctid / 128][iter - 20][k] = clock64();\n"),
-    ("      pipe_q.consumer_wait(rd);\n      pipe_do.consumer_wait(rd);\n",
-     "      TR(0)\n      pipe_q.consumer_wait(rd);\n      pipe_do.consumer_wait(rd);\n      TR(1)\n"),
+def common(phases):
+    names = ", ".join(f'"{n}"' for n in phases)
+    return [
+        ("namespace detail {\n",
+         "__device__ unsigned long long fa4_bwd_trace[2][16][16];\n"
+         f"static const char* const fa4_bwd_trace_phases[13] = {{{names}}};\nnamespace detail {{\n"),
+        ("  const int ctid = threadIdx.x - 128;  // 0..255\n",
+         "  const int ctid = threadIdx.x - 128;  // 0..255\n"
+         "  const bool trace_on = blockIdx.x == 5 && blockIdx.y == 3 && blockIdx.z == 0 && (ctid & 127) == 0;\n"
+         "#define TR(k) if (trace_on && iter >= 20 && iter < 36) fa4_bwd_trace[ctid / 128][iter - 20][k] = clock64();\n"),
+        ("      pipe_q.consumer_wait(rd);\n      pipe_do.consumer_wait(rd);\n",
+         "      TR(0)\n      pipe_q.consumer_wait(rd);\n      pipe_do.consumer_wait(rd);\n      TR(1)\n"),
+    ]
+
+
+ANCHORS = common(["Q/dO ready", "S,dP issued", "S done", "P done", "dP done", "dS stored",
+                  "dV issued", "dS barrier", "dQ,dK issued", "dV done", "dQ done", "dQ staged",
+                  "dK done"]) + [
     ("      warpgroup_wait<1>();  // S^T done, dP^T still running\n",
      "      TR(2)\n      warpgroup_wait<1>();  // S^T done, dP^T still running\n      TR(3)\n"),
     ("      warpgroup_wait<0>();  // dP^T done\n",
@@ -41,14 +51,41 @@ ANCHORS = [
      "          warpgroup_wait<1>();  // dQ done, dK still running\n          TR(11)\n          warpgroup_fence_operand(tdQrdQ);\n          stage_dq(tdQrdQ, iter);\n          TR(12)\n          warpgroup_wait<0>();  // dK done: Q of this stage is no longer read\n          TR(13)\n"),
 ]
 
+# kPingPong: the turns, the dS of the previous block, the lagged dQ.
+ANCHORS_PP = common(["Q/dO ready", "turn (S,dP)", "S,dP issued", "S done", "P done", "dP done",
+                     "dS stored", "prev dS ready", "turn (dQ,dV,dK)", "dQ,dV,dK issued",
+                     "dQ staged", "dV done", "dK done"]) + [
+    ("      turn_wait();\n      wg_gemm<true, -1>(mma_sdp,",
+     "      turn_wait();\n      TR(2)\n      wg_gemm<true, -1>(mma_sdp,"),
+    ("      turn_pass(false);\n      warpgroup_wait<1>();  // S^T done, dP^T still running\n",
+     "      turn_pass(false);\n      TR(3)\n"
+     "      warpgroup_wait<1>();  // S^T done, dP^T still running\n      TR(4)\n"),
+    ("      warpgroup_wait<0>();  // dP^T done\n",
+     "      TR(5)\n      warpgroup_wait<0>();  // dP^T done\n      TR(6)\n"),
+    ("        ss.ds_full[ds_buf].arrive();\n", "        ss.ds_full[ds_buf].arrive();\n        TR(7)\n"),
+    ("            ss.ds_full[prev_buf].wait(((iter - 1) / Traits::kDSBuffers) & 1);\n          turn_wait();\n",
+     "            ss.ds_full[prev_buf].wait(((iter - 1) / Traits::kDSBuffers) & 1);\n          TR(8)\n"
+     "          turn_wait();\n          TR(9)\n"),
+    ("          turn_pass(iter + 1 == total_iters);\n",
+     "          turn_pass(iter + 1 == total_iters);\n          TR(10)\n"),
+    ("            stage_dq(tdQrdQ, iter - 1);\n", "            stage_dq(tdQrdQ, iter - 1);\n            TR(11)\n"),
+    ("          warpgroup_wait<1>();  // dV done: dO of this stage is no longer read\n",
+     "          warpgroup_wait<1>();  // dV done: dO of this stage is no longer read\n          TR(12)\n"),
+    ("          warpgroup_wait<0>();  // dK done: Q of this stage is no longer read\n          warpgroup_fence_operand(tdSrdS);\n          warpgroup_fence_operand(tdKrdK);\n          pipe_q.consumer_release(rd);\n        };",
+     "          warpgroup_wait<0>();  // dK done: Q of this stage is no longer read\n          TR(13)\n          warpgroup_fence_operand(tdSrdS);\n          warpgroup_fence_operand(tdKrdK);\n          pipe_q.consumer_release(rd);\n        };"),
+]
+
 
 def main():
-    tree, out = Path(sys.argv[1]), Path(sys.argv[2])
+    args = sys.argv[1:]
+    anchors = ANCHORS_PP if args[0] == "--pp" else ANCHORS
+    args = args[1:] if args[0] == "--pp" else args
+    tree, out = Path(args[0]), Path(args[1])
     shutil.rmtree(out / "csrc", ignore_errors=True)
     shutil.copytree(tree / "csrc", out / "csrc")
     kernel = out / "csrc/sm90/bwd_kernel.h"
     src = kernel.read_text()
-    for old, new in ANCHORS:
+    for old, new in anchors:
         if src.count(old) != 1:
             sys.exit(f"anchor not found once in {kernel}:\n{old}")
         src = src.replace(old, new)

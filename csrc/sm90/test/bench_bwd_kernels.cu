@@ -16,9 +16,7 @@ cudaError_t bb_run<BB_D>(const fa4::AttnBwdParams& a, const fa4::sm90::BwdScratc
 // bwd_kernel.h), relative to warpgroup 0's first.
 #include <stdio.h>
 void bb_dump_trace(const char* tag) {
-  static const char* phases[13] = {"Q/dO ready", "S,dP issued", "S done", "P done", "dP done",
-                                   "dS stored", "dV issued", "dS barrier", "dQ,dK issued",
-                                   "dV done", "dQ done", "dQ staged", "dK done"};
+  const char* const* phases = fa4::sm90::fa4_bwd_trace_phases;  // named by trace_bwd.py
   unsigned long long t[2][16][16];
   cudaMemcpyFromSymbol(t, fa4::sm90::fa4_bwd_trace, sizeof(t));
   const long long base = (long long)t[0][0][0];
