@@ -102,9 +102,9 @@ __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
   s.lse_log2[i] = lse_log2;
 }
 
-// dq = dq_accum * softmax_scale: head_dim / 8 lanes per row (a power of two, several rows per
-// warp), each converting 8 columns (one permuted 8-float chunk of dq_accum) into one 16-byte store
-// (dq is allocated by the op: contiguous, 16-byte aligned rows).
+// dq = dq_accum * softmax_scale (row-major dq_accum, dq_wg_cols == 0): head_dim / 8 lanes per row
+// (a power of two, several rows per warp), each converting 8 columns (one permuted 8-float chunk)
+// into one 16-byte store (dq is allocated by the op: contiguous, 16-byte aligned rows).
 template <typename T>
 __global__ void bwd_convert_dq(AttnBwdParams a, BwdScratch s) {
   const int lanes = lanes_per_row(a.head_dim);
@@ -123,6 +123,44 @@ __global__ void bwd_convert_dq(AttnBwdParams a, BwdScratch s) {
 #pragma unroll
     for (int j = 0; j < 8; ++j) out[j] = T(v[j] * a.softmax_scale);
     *reinterpret_cast<uint4*>(dq + c) = *reinterpret_cast<const uint4*>(out);
+  }
+}
+
+// The same for fragment-order dq_accum (dq_wg_cols = N > 0): one block per (64-row block,
+// warpgroup chunk of 64 x N); the chunk is read with coalesced 16-byte loads into shared memory,
+// then each thread converts 8 columns of a row (4 pairs 16 bytes apart there) into one 16-byte
+// store, N / 8 consecutive threads per row. Measured at d = 128, 1k (H200): 61 us, against 73 us
+// reading the pairs in place from global memory, 94 us with each thread reading 4 consecutive
+// float4 (2 rows x 8 columns) in place, and 50 us for the row-major layout's convert.
+constexpr int kConvertFragThreads = 256;
+constexpr int kConvertFragMaxCols = 64;
+template <typename T>
+__global__ void __launch_bounds__(kConvertFragThreads)
+    bwd_convert_dq_frag(AttnBwdParams a, BwdScratch s) {
+  __shared__ float4 chunk[64 * kConvertFragMaxCols / 4];
+  const int n = s.dq_wg_cols;
+  const int block = blockIdx.x / 2, w = blockIdx.x % 2;
+  const int head = blockIdx.y, batch = blockIdx.z;
+  const int row0 = block * 64;
+  const int rows = min(64, a.q_len(batch) - row0);
+  if (rows <= 0) return;
+  const float4* src = reinterpret_cast<const float4*>(
+      s.dq_accum + s.row_index(a, batch, head, row0) * a.head_dim + int64_t(w) * 64 * n);
+  for (int i = threadIdx.x; i < 16 * n; i += kConvertFragThreads) chunk[i] = src[i];
+  __syncthreads();
+  const float* f = reinterpret_cast<const float*>(chunk);
+  const int groups = n / 8;
+  for (int item = threadIdx.x; item < rows * groups; item += kConvertFragThreads) {
+    const int row = item / groups, c = (item % groups) * 8;
+    alignas(16) T out[8];
+#pragma unroll
+    for (int j = 0; j < 8; j += 2) {
+      const float2 pair = *reinterpret_cast<const float2*>(f + BwdScratch::dq_frag_index(row, c + j));
+      out[j] = T(pair.x * a.softmax_scale);
+      out[j + 1] = T(pair.y * a.softmax_scale);
+    }
+    T* dq = static_cast<T*>(a.dq) + a.dq_offset(batch, row0 + row, head) + w * n + c;
+    *reinterpret_cast<uint4*>(dq) = *reinterpret_cast<const uint4*>(out);
   }
 }
 
@@ -167,7 +205,13 @@ cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStrea
   FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_DISPATCH)
 #undef FA4_SM90_BWD_DISPATCH
   if (err != cudaSuccess) return err;
-  if (grid.x > 0) bwd_convert_dq<T><<<grid, 32 * kWarpsPerBlock, 0, stream>>>(a, s);
+  if (s.dq_wg_cols > 0) {
+    const dim3 frag_grid(padded / 64 * 2, a.heads_q, a.batch);
+    if (frag_grid.x > 0)
+      bwd_convert_dq_frag<T><<<frag_grid, kConvertFragThreads, 0, stream>>>(a, s);
+  } else if (grid.x > 0) {
+    bwd_convert_dq<T><<<grid, 32 * kWarpsPerBlock, 0, stream>>>(a, s);
+  }
   if (a.dsink != nullptr) bwd_dsink<<<a.heads_q, 256, 0, stream>>>(a, s);
   return cudaGetLastError();
 }
@@ -242,6 +286,13 @@ cudaError_t run_bwd(const AttnBwdParams& a, void* workspace, cudaStream_t stream
   s.seqlen_q_rounded = (a.seqlen_q + BwdScratch::kAlignRows - 1) / BwdScratch::kAlignRows *
                        BwdScratch::kAlignRows;
   s.m_blocks = (a.seqlen_q + kMinBlockM - 1) / kMinBlockM;
+  s.dq_wg_cols = -1;
+#define FA4_SM90_BWD_DQ_LAYOUT(D, DV, BN, BM, ST, PP) \
+  if (a.head_dim == D && a.head_dim_v == DV) s.dq_wg_cols = BwdScratch::dq_wg_cols_for(D, BM, PP);
+  FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_DQ_LAYOUT)
+#undef FA4_SM90_BWD_DQ_LAYOUT
+  if (s.dq_wg_cols < 0 || s.dq_wg_cols > kConvertFragMaxCols || s.dq_wg_cols % 8 != 0)
+    return cudaErrorNotSupported;
   return a.dtype == DType::kBFloat16 ? run_bwd_typed<cutlass::bfloat16_t>(a, s, stream)
                                      : run_bwd_typed<cutlass::half_t>(a, s, stream);
 }

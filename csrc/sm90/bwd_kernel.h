@@ -15,21 +15,20 @@
 //                                                  stmatrix; the two warpgroups split it along
 //                                                  M or N)
 //        issued in the order dV, dQ, dK so that staging dQ_partial in shared memory (fp32, in
-//        dq_accum's layout: row-major with permuted 8-float chunks, BwdScratch::dq_accum_col)
-//        overlaps the dK GEMM; with one pipeline stage (d = 256) the order is dV, dK, dQ so the
-//        Q / dO stage is released before dQ. The exp2 loop has a masked and an unmasked variant,
+//        dq_accum's layout, BwdScratch) overlaps the dK GEMM; with one pipeline stage (d = 256) the
+//        order is dV, dK, dQ so the Q / dO stage is released before dQ. The exp2 loop has a masked and an unmasked variant,
 //        chosen per tile. kPingPong (d = 64, 128): the warpgroups take turns issuing their GEMMs (S,
 //        dP | dQ of the previous block, dV, dK): dQ of a block is issued one block later, so no
 //        warpgroup waits for the other's dS inside a block.
 //        kBlockN = 64 (d = 192, 256, where dK + dV of 64 keys do not fit one warpgroup's
 //        registers): both warpgroups see all 64 keys; they split the queries of S^T / dP^T and the
 //        head dimension of dV, dK and dQ, and P^T / dS^T go through shared memory (SS-WGMMA).
-//   WG0, warp 1: adds each staged dQ_partial into the fp32 accumulator in global memory with one
-//        bulk reduce-add (cp.reduce.async.bulk .add.f32), so the math warps never wait on L2
-//        atomics; with kBlockM = 128, one per warpgroup's half of the rows, each handed over with
-//        its own mbarriers (kdQPerWG), so that the handover does not line the warpgroups up;
-//        otherwise the whole buffer is reduced once both warpgroups staged their columns, and its
-//        "free" signal is still an mbarrier that each warpgroup waits on by itself.
+//   WG0, warp 1: adds each staged dQ_partial into the fp32 accumulator in global memory with bulk
+//        reduce-adds (cp.reduce.async.bulk .add.f32), so the math warps never wait on L2 atomics.
+//        With ping-pong each warpgroup hands its half over on its own full / empty mbarriers
+//        (kdQPerWG), so that the handover does not line the warpgroups up; otherwise the whole
+//        buffer is reduced once both warpgroups staged their halves, and its "free" signal is an
+//        mbarrier that each warpgroup waits on by itself.
 //        Deterministic mode orders those additions: the key blocks of one query block
 //        add in increasing key order (a semaphore per query block; a key block only waits for
 //        lower key blocks of the same (batch, head), which were scheduled before it).
@@ -114,12 +113,20 @@ struct BwdTraits {
   // 32 or 16 columns) that divides the split columns decides the smem layout: one atom for the
   // kHeadDim-wide Q and K, one for the kHeadDimV-wide dO and V.
   static constexpr bool kdQSplitM = kBlockM == 128;
-  // kdQSplitM: each warpgroup's rows of dQ_partial are one contiguous half of the staging buffer
-  // and of the dq_accum block, so each half has its own full / empty mbarriers with the dQ warp
-  // and its own bulk reduce-add, and the dQ handshake no longer lines the two warpgroups up
-  // (d = 64 ping-pong: +3-8 %, H200). Halves of columns (the other configs) would need a new
-  // dq_accum layout; tried with one, d 128 and d 256 lost 3-7 % (more spills), PERF_NOTES.
-  static constexpr bool kdQPerWG = kdQSplitM;
+  // kdQPerWG: each warpgroup's half of dQ_partial is one contiguous half of the staging buffer
+  // and of the dq_accum block, with its own full / empty mbarriers with the dQ warp and its own
+  // bulk reduce-add, so that the dQ handshake does not line the ping-pong's warpgroups up (d = 64:
+  // +3-8 %, H200). kdQSplitM: the halves are the block's two row halves (row-major, the permuted
+  // columns of dq_accum_col). Split along the head dimension (d = 128), each warpgroup's
+  // 64 x kHeadDim / 2 half is kept in its accumulator-fragment order (kdQWGCols > 0, BwdScratch::
+  // dq_frag_index): 16-byte stores from one base address, where row-major column halves needed a
+  // shared-memory address per 8-byte store held across the loop (more spills: -3..-7 %). d 128:
+  // causal 1k / 4k +10-16 %, 1k +3 %, 16k 0, non-causal 4k -5 % (PERF_NOTES). Without ping-pong
+  // (d 96, 192, 256) one buffer in the row-major layout, reduced once both halves are staged
+  // (the fragment order measured -4..-13 % at d 256).
+  static constexpr int kdQWGCols = BwdScratch::dq_wg_cols_for(kHeadDim, kBlockM, kPingPong);
+  static constexpr bool kdQPerWG = kdQSplitM || kdQWGCols > 0;
+  static_assert(kdQWGCols == 0 || (!kdQSplitM && kdQWGCols == kHeadDim / 2));
   static constexpr int kSplitCols = kdQSplitM ? kHeadDim : kHeadDim / 2;
   static constexpr int kSplitColsV = kSplitD ? kHeadDimV / 2 : kHeadDimV;
   template <int kCols>
@@ -224,7 +231,8 @@ struct BwdTraits {
     alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_kv;
     // kPingPong: both warpgroups' halves of a dS buffer are written.
     cutlass::arch::ClusterBarrier ds_full[kDSBuffers];
-    // kdQPerWG: warpgroup w's half of dq staged (128 arrivals) / taken by the dQ warp (1 arrival).
+    // kdQPerWG: warpgroup w's half of dq staged (128 arrivals) / taken by the dQ warp (1 arrival);
+    // otherwise dq_empty[0]: the whole buffer taken.
     cutlass::arch::ClusterBarrier dq_full[2], dq_empty[2];
     typename Pipeline::SharedStorage pipe_q;
     typename Pipeline::SharedStorage pipe_do;
@@ -253,7 +261,7 @@ struct BwdKernelParams {
 namespace detail {
 
 // Named barriers of the two consumer warpgroups (ids above CUTLASS's reserved ones).
-// kBarDQFull is shared with the dQ warp (consumers + 32 threads).
+// kBarDQFull (!kdQPerWG) is shared with the dQ warp (consumers + 32 threads).
 enum BwdBarrier : uint32_t {
   kBarDS = 1, kBarEpilogue = 2, kBarTail = 3, kBarDQFull = 4,
   kBarTurn = 6  // and 7: kPingPong, the turn of consumer warpgroup 0 / 1
@@ -422,7 +430,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         }
       }
     } else if (threadIdx.x / 32 == 1) {
-      // dQ warp: one bulk reduce-add per staged dQ_partial, in the consumers' (head, block) order.
+      // dQ warp: the bulk reduce-adds of each staged dQ_partial, in the consumers' (head, block)
+      // order.
       constexpr int kThreads = 128 * Traits::kNumConsumerWG + 32;
       const int total = group * (m_hi - m_lo);
       int iter = 0;
@@ -458,18 +467,15 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
               if (iter + 1 < total) ss.dq_empty[1].arrive();
             } else {
               bulk_reduce_add_f32(dq_acc, ss.dq, kBlockM * kHeadDim * 4);
-              tma_store_arrive();  // commit the bulk group
+              tma_store_arrive();
+              tma_store_wait<0>();  // smem read: the consumers may refill it
+              if (iter + 1 < total) ss.dq_empty[0].arrive();
             }
             if (attn.deterministic) {
               asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");  // added, not just read
               fence_proxy_async_global();
               __threadfence();
               red_release_add(sem, 1);
-            } else if constexpr (!Traits::kdQPerWG) {
-              tma_store_wait<0>();  // smem read: the consumers may refill it
-            }
-            if constexpr (!Traits::kdQPerWG) {
-              if (iter + 1 < total) ss.dq_empty[0].arrive();
             }
           }
         }
@@ -551,22 +557,30 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     return need;
   };
 
-  // dQ_partial (fp32) staged in dq_accum's permuted column order for the dQ warp, after it has
-  // taken the previous one (`staged` blocks were staged before this one).
+  // This warpgroup's half of dQ_partial (fp32) staged in dq_accum's layout for the dQ warp, after
+  // it has taken the previous one (`staged` blocks were staged before this one). The "taken"
+  // signal is an mbarrier each warpgroup waits on by itself, so the handover does not line the two
+  // warpgroups up.
   auto stage_dq = [&](auto& tdQrdQ, int staged) {
-    constexpr int kDQThreads = kConsumerThreads + 32;
-    // An mbarrier, not a named barrier with the other warpgroup: each warpgroup waits only for
-    // the dQ warp, so the handover does not line the two warpgroups up.
     if (staged > 0) ss.dq_empty[Traits::kdQPerWG ? wg - 1 : 0].wait((staged - 1) & 1);
-    CUTE_UNROLL
-    for (int i = 0; i < size(tdQrdQ); i += 2) {
-      const int row = get<0>(tdQcdQ(i)), col = get<1>(tdQcdQ(i));
-      *reinterpret_cast<float2*>(&ss.dq[row * kHeadDim + BwdScratch::dq_accum_col(row, col)]) =
-          make_float2(tdQrdQ(i), tdQrdQ(i + 1));
+    if constexpr (Traits::kdQWGCols == 0) {
+      CUTE_UNROLL
+      for (int i = 0; i < size(tdQrdQ); i += 2) {
+        const int row = get<0>(tdQcdQ(i)), col = get<1>(tdQcdQ(i));
+        *reinterpret_cast<float2*>(&ss.dq[row * kHeadDim + BwdScratch::dq_accum_col(row, col)]) =
+            make_float2(tdQrdQ(i), tdQrdQ(i + 1));
+      }
+    } else {
+      // Fragment order (BwdScratch::dq_frag_index): value i of thread t at (i / 4) * 512 + 4 t.
+      float* chunk = ss.dq + (wg - 1) * (kBlockM * kHeadDim / 2) + 4 * (ctid % 128);
+      CUTE_UNROLL
+      for (int i = 0; i < size(tdQrdQ); i += 4)
+        *reinterpret_cast<float4*>(chunk + i * 128) =
+            make_float4(tdQrdQ(i), tdQrdQ(i + 1), tdQrdQ(i + 2), tdQrdQ(i + 3));
     }
     cutlass::arch::fence_view_async_shared();  // visible to the bulk copy (async proxy)
     if constexpr (Traits::kdQPerWG) ss.dq_full[wg - 1].arrive();
-    else cutlass::arch::NamedBarrier::arrive(kDQThreads, kBarDQFull);
+    else cutlass::arch::NamedBarrier::arrive(kConsumerThreads + 32, kBarDQFull);
   };
   // kPingPong turns: warpgroup 0 goes first (warpgroup 1 pre-arrives once) and warpgroup 1 skips
   // its last pass, so every generation of both barriers completes.

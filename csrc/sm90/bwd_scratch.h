@@ -1,8 +1,14 @@
 // Scratch of the sm90 backward (one workspace allocation; the preprocess zeroes dq_accum and the
 // semaphores of every row it covers, and writes lse_log2 / dpsum):
-//   dq_accum  float (heads_q, rows_per_head, head_dim): dQ summed over key blocks, before scaling;
-//             row r's 8-float chunks are permuted (dq_accum_col) so that the kernel's smem staging
-//             of a dQ block, which the bulk reduce-add copies byte for byte, is free of bank conflicts
+//   dq_accum  float (heads_q, rows_per_head, head_dim): dQ summed over key blocks, before scaling,
+//             in blocks of the main kernel's kBlockM rows (kBlockM * head_dim floats each), which
+//             its bulk reduce-adds copy byte for byte from the shared-memory staging (dq_offset):
+//             - dq_wg_cols == 0: row-major, row r's 8-float chunks permuted (dq_accum_col) so that
+//               the staging is free of bank conflicts;
+//             - dq_wg_cols == N > 0 (kBlockM = 64, the warpgroups split dQ along the columns and
+//               hand their halves over separately): one chunk of 64 x N per warpgroup, each in its
+//               accumulator-fragment order (dq_frag_index), so that a warpgroup stages its half
+//               with 16-byte stores from one base address
 //   lse_log2  float (heads_q, rows_per_head): lse * log2(e); +inf for rows that see no key and for
 //             padding rows, so that P = exp2(s - lse_log2) = 0 there
 //   dpsum     float (heads_q, rows_per_head): D = rowsum(dO * O) - dlse; 0 for padding rows
@@ -32,6 +38,7 @@ struct BwdScratch {
   int64_t rows_per_head;
   int seqlen_q_rounded;  // batched q: rows per sequence
   int m_blocks;          // semaphore slots per (batch, head)
+  int dq_wg_cols;        // dq_accum's block layout: 0 = rows, else columns per warpgroup chunk
 
   static int64_t rows_per_head_of(const AttnParams& a) {
     auto round_up = [](int64_t x) { return (x + kAlignRows - 1) / kAlignRows * kAlignRows; };
@@ -56,6 +63,30 @@ struct BwdScratch {
   // of a 128-byte line: 2 wavefronts, the minimum for 256 bytes. Chunks move only inside their
   // aligned group of 4, so any 4-float aligned vector stays contiguous.
   static FA4_HOST_DEVICE int dq_accum_col(int row, int col) { return col ^ ((row & 3) << 3); }
+
+  // Index in a warpgroup's 64 x N chunk of the fp32 value a wgmma m64nNk16 accumulator holds at
+  // (row, col): thread t of the warpgroup holds value i at row 16 * (t / 32) + (t % 32) / 4 +
+  // 8 * (i / 2 % 2), column 8 * (i / 4) + 2 * (t % 4) + i % 2 (the PTX ISA's register fragment of
+  // wgmma's D); the chunk stores value i of thread t at (i / 4) * 512 + 4 * t + i % 4, so thread t
+  // writes its values 4 at a time at 16-byte steps of 2 KiB, conflict-free across the warp.
+  static FA4_HOST_DEVICE int dq_frag_index(int row, int col) {
+    const int t = 32 * (row / 16) + 4 * (row % 8) + (col % 8) / 2;
+    const int i = 4 * (col / 8) + 2 * (row % 16 / 8) + col % 2;
+    return (i / 4) * 512 + 4 * t + i % 4;
+  }
+  // dq_wg_cols of the main kernel with kBlockM = block_m: with 128 rows its warpgroups split dQ
+  // along the rows; with 64 they split the head dimension, and the ping-pong kernel hands each
+  // warpgroup's half over separately, in fragment order.
+  static constexpr FA4_HOST_DEVICE int dq_wg_cols_for(int head_dim, int block_m, bool ping_pong) {
+    return block_m == 64 && ping_pong ? head_dim / 2 : 0;
+  }
+  // Offset in floats of (row, col) in the dq_accum block of block_rows rows that holds row `row`
+  // (row relative to the block; col < head_dim).
+  FA4_HOST_DEVICE int64_t dq_offset(int row, int col, int head_dim) const {
+    if (dq_wg_cols == 0) return int64_t(row) * head_dim + dq_accum_col(row, col);
+    const int w = col / dq_wg_cols;
+    return int64_t(w) * 64 * dq_wg_cols + dq_frag_index(row, col - w * dq_wg_cols);
+  }
 };
 
 }  // namespace fa4::sm90

@@ -186,12 +186,40 @@ static void test_dq_accum_permutation() {
   }
 }
 
+// The fragment-order chunk of a warpgroup's 64 x N dQ half: a permutation of its 64 N floats;
+// thread t's value i (the wgmma D fragment: row 16 (t / 32) + (t % 32) / 4 + 8 (i / 2 % 2), column
+// 8 (i / 4) + 2 (t % 4) + i % 2) sits at (i / 4) * 512 + 4 t + i % 4, where the kernel stores it.
+static void test_dq_fragment_layout() {
+  using fa4::sm90::BwdScratch;
+  for (int n : {32, 48, 64, 96, 128}) {
+    static bool hit[64 * 128];
+    for (int i = 0; i < 64 * n; ++i) hit[i] = false;
+    for (int row = 0; row < 64; ++row)
+      for (int col = 0; col < n; ++col) {
+        const int f = BwdScratch::dq_frag_index(row, col);
+        EXPECT(f >= 0 && f < 64 * n && !hit[f]);
+        if (f >= 0 && f < 64 * n) hit[f] = true;
+      }
+    for (int t = 0; t < 128; ++t)
+      for (int i = 0; i < n / 2; ++i) {
+        const int row = 16 * (t / 32) + (t % 32) / 4 + 8 * (i / 2 % 2);
+        const int col = 8 * (i / 4) + 2 * (t % 4) + i % 2;
+        EXPECT(BwdScratch::dq_frag_index(row, col) == (i / 4) * 512 + 4 * t + i % 4);
+      }
+    // dq_offset: warpgroup w's chunk follows warpgroup w - 1's.
+    BwdScratch s{};
+    s.dq_wg_cols = n;
+    EXPECT(s.dq_offset(5, n + 3, 2 * n) == 64 * n + BwdScratch::dq_frag_index(5, 3));
+  }
+}
+
 int main() {
   test_exp2_poly();
   test_mask();
   test_block_ranges_agree();
   test_online_softmax();
   test_dq_accum_permutation();
+  test_dq_fragment_layout();
   if (failures) std::fprintf(stderr, "%d check(s) failed\n", failures);
   else std::printf("all common math checks passed\n");
   return failures ? EXIT_FAILURE : EXIT_SUCCESS;
