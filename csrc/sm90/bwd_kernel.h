@@ -16,8 +16,8 @@
 //                                                  M or N)
 //        issued in the order dV, dQ, dK so that staging dQ_partial in shared memory (fp32, in
 //        dq_accum's layout, BwdScratch) overlaps the dK GEMM; with one pipeline stage (d = 256) the
-//        order is dV, dK, dQ so the Q / dO stage is released before dQ. The exp2 loop has a masked and an unmasked variant,
-//        chosen per tile. kPingPong (d = 64, 128): the warpgroups take turns issuing their GEMMs (S,
+//        order is dV, dK, dQ so the Q / dO stage is released before dQ. The exp2 loop has a masked
+//        and an unmasked variant, chosen per tile. kPingPong (d = 64, 128): the warpgroups take turns issuing their GEMMs (S,
 //        dP | dQ of the previous block, dV, dK): dQ of a block is issued one block later, so no
 //        warpgroup waits for the other's dS inside a block.
 //        kBlockN = 64 (d = 192, 256, where dK + dV of 64 keys do not fit one warpgroup's

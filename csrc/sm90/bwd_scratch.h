@@ -2,13 +2,14 @@
 // semaphores of every row it covers, and writes lse_log2 / dpsum):
 //   dq_accum  float (heads_q, rows_per_head, head_dim): dQ summed over key blocks, before scaling,
 //             in blocks of the main kernel's kBlockM rows (kBlockM * head_dim floats each), which
-//             its bulk reduce-adds copy byte for byte from the shared-memory staging (dq_offset):
+//             its bulk reduce-adds copy byte for byte from the shared-memory staging:
 //             - dq_wg_cols == 0: row-major, row r's 8-float chunks permuted (dq_accum_col) so that
 //               the staging is free of bank conflicts;
 //             - dq_wg_cols == N > 0 (kBlockM = 64, the warpgroups split dQ along the columns and
-//               hand their halves over separately): one chunk of 64 x N per warpgroup, each in its
-//               accumulator-fragment order (dq_frag_index), so that a warpgroup stages its half
-//               with 16-byte stores from one base address
+//               hand their halves over separately): one chunk of 64 x N floats per warpgroup (its
+//               columns w N .. w N + N - 1), each in its accumulator-fragment order
+//               (dq_frag_index), so that a warpgroup stages its half with 16-byte stores from one
+//               base address
 //   lse_log2  float (heads_q, rows_per_head): lse * log2(e); +inf for rows that see no key and for
 //             padding rows, so that P = exp2(s - lse_log2) = 0 there
 //   dpsum     float (heads_q, rows_per_head): D = rowsum(dO * O) - dlse; 0 for padding rows
@@ -79,13 +80,6 @@ struct BwdScratch {
   // warpgroup's half over separately, in fragment order.
   static constexpr FA4_HOST_DEVICE int dq_wg_cols_for(int head_dim, int block_m, bool ping_pong) {
     return block_m == 64 && ping_pong ? head_dim / 2 : 0;
-  }
-  // Offset in floats of (row, col) in the dq_accum block of block_rows rows that holds row `row`
-  // (row relative to the block; col < head_dim).
-  FA4_HOST_DEVICE int64_t dq_offset(int row, int col, int head_dim) const {
-    if (dq_wg_cols == 0) return int64_t(row) * head_dim + dq_accum_col(row, col);
-    const int w = col / dq_wg_cols;
-    return int64_t(w) * 64 * dq_wg_cols + dq_frag_index(row, col - w * dq_wg_cols);
   }
 };
 
