@@ -118,7 +118,9 @@ def test_fwd_paged(page_size, d, d_v, causal, softcap):
 # take tiles from a counter, heaviest first). Enough tiles here that every CTA takes several, with
 # an empty sequence, a keyless one, tiles a window leaves keyless, and ragged ends among them,
 # through both paged producer paths (8-row boxes, whole-tile boxes) and the predicated O store.
-# max_seqlen_q >= 2048 selects d = 64's three-warpgroup (192-row) tiles, 1500 its two-warpgroup ones.
+# max_seqlen_q >= 2048 selects d = 64's three-warpgroup (192-row) tiles, 1500 its two-warpgroup ones
+# (with a causal / window mask) or four-warpgroup ones (256 rows, without); sequences whose last
+# tile leaves whole warpgroups without rows are among them.
 @pytest.mark.parametrize("page_size", [16, 256])
 @pytest.mark.parametrize("d", [64, 96, 128])
 @pytest.mark.parametrize("mask", [{}, dict(causal=True), dict(window_size=(300, 0))], ids=str)
@@ -154,10 +156,13 @@ def test_fwd_persistent_walk(page_size, d, mask, longest):
 
 # The same walks on dense (batched) inputs: O leaves through the TMA store (each warpgroup's slab
 # reused tile after tile) and lse is checked. sq > sk with a causal mask, or the window, leaves
-# query blocks keyless: tiles without work between tiles with work in every CTA's walk.
+# query blocks keyless: tiles without work between tiles with work in every CTA's walk. At d = 64,
+# 1100 rows without a mask end in a 256-row tile with rows for two of its four warpgroups; 2000 rows
+# take the 192-row tiles, the last with rows for two of three.
 @pytest.mark.parametrize("d", [64, 96, 128])
 @pytest.mark.parametrize("mask", [{}, dict(causal=True), dict(window_size=(300, 0))], ids=str)
-@pytest.mark.parametrize("seqlens", [(1100, 700), (640, 1300)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("seqlens", [(1100, 700), (640, 1300), (2000, 1900)],
+                         ids=lambda s: f"{s[0]}x{s[1]}")
 def test_fwd_persistent_walk_dense(d, mask, seqlens):
     torch.manual_seed(0)
     (sq, sk), hq, hkv, b = seqlens, 8, 2, 8

@@ -14,7 +14,7 @@ template <int kHeadDim, int kHeadDimV>
 struct HdimConfig {
   static constexpr bool kBuilt = false;
 };
-#define FA4_SM90_HDIM_CONFIG(D, DV, BN, ST, OVL, PP, LWG) \
+#define FA4_SM90_HDIM_CONFIG(D, DV, BN, ST, OVL, PP, LWG, SWG, SBN) \
   template <>                                             \
   struct HdimConfig<D, DV> {                              \
     static constexpr bool kBuilt = true;                  \
@@ -23,6 +23,8 @@ struct HdimConfig {
     static constexpr bool kOverlap = OVL;                 \
     static constexpr bool kPingPong = PP;                 \
     static constexpr int kLongWG = LWG;                   \
+    static constexpr int kShortWG = SWG;                  \
+    static constexpr int kShortBlockN = SBN;              \
   };
 FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_HDIM_CONFIG)
 #undef FA4_SM90_HDIM_CONFIG

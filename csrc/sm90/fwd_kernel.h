@@ -50,10 +50,10 @@ struct FwdTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;    // of q and k
   static constexpr int kHeadDimV = kHeadDimV_;  // of v and out
-  // Consumer warpgroups, 64 query rows each: 2, or 3 (FA3's d = 64 shape: more math warps per
-  // SM sub-partition to hide the softmax's latencies, at 160 registers each).
+  // Consumer warpgroups, 64 query rows each: 2, or 3 / 4 (d = 64: more math warps per SM
+  // sub-partition to hide the softmax's latencies, at 160 / 112 registers each).
   static constexpr int kNumConsumerWG = kNumConsumerWG_;
-  static_assert(kNumConsumerWG == 2 || kNumConsumerWG == 3);
+  static_assert(kNumConsumerWG >= 2 && kNumConsumerWG <= 4);
   static constexpr int kBlockM = 64 * kNumConsumerWG;
   static constexpr int kBlockN = kBlockN_;
   static constexpr int kStages = kStages_;
@@ -78,9 +78,9 @@ struct FwdTraits {
 
   static constexpr int kNumThreads = 128 * (kNumConsumerWG + 1);
   // setmaxnreg redistributes the launch allocation (65536 / kNumThreads per thread, rounded down
-  // to 8): 2 * 240 + 24 = 3 * 168, 3 * 160 + 24 <= 4 * 128.
+  // to 8): 2 * 240 + 24 = 3 * 168, 3 * 160 + 24 <= 4 * 128, 4 * 112 + 24 <= 5 * 96.
   static constexpr int kProducerRegs = 24;
-  static constexpr int kConsumerRegs = kNumConsumerWG == 2 ? 240 : 160;
+  static constexpr int kConsumerRegs = kNumConsumerWG == 2 ? 240 : kNumConsumerWG == 3 ? 160 : 112;
   static_assert(128 * (kNumConsumerWG * kConsumerRegs + kProducerRegs) <=
                 (65536 / kNumThreads) / 8 * 8 * kNumThreads);
 
@@ -740,6 +740,26 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     }
     if (w.row_begin >= w.q_len) continue;  // no rows here (varlen / seqused q)
     const int n_min = w.n_min, n_max = w.n_max;
+    if constexpr (Traits::kNumConsumerWG > 2) {
+      // A warpgroup whose 64 rows all lie past the sequence's end (the last tile of a 192-row
+      // split, e.g. rows 960-1151 of 1024) only keeps the pipelines moving: no GEMM, softmax or
+      // store, so the warpgroups that have rows there do not share the SM with dead work.
+      // (Warp-uniform through the shuffle: the other path holds the wgmma.)
+      if (__shfl_sync(~0u, int(w.row_begin + 64 * wgc >= w.row_end), 0)) {
+        if (n_max > n_min) {
+          if constexpr (!Traits::kTileCounter) ss.barrier_q.wait(q_waits++ & 1);
+          for (int n = n_max - 1; n >= n_min; --n) {
+            pipe_k.consumer_wait(rd);
+            pipe_k.consumer_release(rd);
+            pipe_v.consumer_wait(rd);
+            pipe_v.consumer_release(rd);
+            ++rd;
+          }
+          if constexpr (Traits::kPersistent) ss.barrier_q_free.arrive();
+        }
+        continue;
+      }
+    }
     // Persistent: sQ (and tile_id) are free for the next tile once block n_min's S GEMM is done.
     auto last_s_done = [&](int n) {
       if constexpr (Traits::kPersistent) {

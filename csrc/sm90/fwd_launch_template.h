@@ -111,7 +111,7 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream, int* tile_count
 
 // The dispatched variants of one (dtype, head_dim, head_dim_v) row of FA4_SM90_FWD_HDIM_TABLE.
 template <class Element, int kHeadDim, int kHeadDimV, int kBlockN, int kStages, bool kOverlap,
-          bool kPingPong, int kLongWG>
+          bool kPingPong, int kLongWG, int kShortWG, int kShortBlockN>
 cudaError_t run_fwd_hdim_impl(const AttnParams& a, int* tile_counter, cudaStream_t stream) {
   if (a.paged() && a.page_size % 8 != 0) {
     // Pages that do not hold whole 8-row blocks: the gather kernel, built with the local mask
@@ -132,6 +132,16 @@ cudaError_t run_fwd_hdim_impl(const AttnParams& a, int* tile_counter, cudaStream
           a, stream, tile_counter);
     });
   };
+  if constexpr (kShortWG != 2) {
+    if (!has_local_mask(a) && a.seqlen_q < kLongSeqlenQ) {
+      auto launch_short = [&](auto softcap) {
+        return launch_fwd<FwdTraits<Element, kHeadDim, kHeadDimV, kShortBlockN, kStages, false,
+                                    decltype(softcap)::value, kDefaultRescale, kDefaultPolyPer8,
+                                    kOverlap, false, false, kShortWG>>(a, stream);
+      };
+      return a.softcap > 0.f ? launch_short(std::true_type{}) : launch_short(std::false_type{});
+    }
+  }
   if constexpr (kLongWG != 2) {
     if (a.seqlen_q >= kLongSeqlenQ) return launch(std::integral_constant<int, kLongWG>{});
   }
@@ -148,6 +158,7 @@ cudaError_t run_fwd_hdim_impl(const AttnParams& a, int* tile_counter, cudaStream
                                                  cudaStream_t stream) {                        \
     using C = HdimConfig<HDIM, HDIM_V>;                                                        \
     return run_fwd_hdim_impl<ELEMENT, HDIM, HDIM_V, C::kBlockN, C::kStages, C::kOverlap,       \
-                             C::kPingPong, C::kLongWG>(a, tile_counter, stream);               \
+                             C::kPingPong, C::kLongWG, C::kShortWG, C::kShortBlockN>(          \
+        a, tile_counter, stream);                                                              \
   }                                                                                            \
   }

@@ -18,6 +18,7 @@ struct Variant {
   bool rescale;  // conditional rescaling (threshold log2(256)) vs always rescale
   int poly_per8; // exponentials of every 8 computed by exp2_poly on the FMA pipe
   bool ping_pong;
+  bool overlap;  // QK^T of the next block issued before this block's softmax
   cudaError_t (*run)(const AttnParams&, cudaStream_t);
 };
 

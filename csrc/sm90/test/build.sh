@@ -15,11 +15,12 @@ JOBLIST=$OBJ/jobs
 for src in csrc/sm90/test/test_fwd.cu csrc/sm90/fwd_api.cu csrc/sm90/instantiations/fwd_*.cu; do
   echo "$src $(basename "$src" .cu)" >> "$JOBLIST"
 done
-grep -v '^#' "$VARIANTS" | while read -r d causal rescale poly pp bn wg; do
+grep -v '^#' "$VARIANTS" | while read -r d causal rescale poly pp bn wg ovl; do
   [ -n "$d" ] || continue
   bn=${bn:-0}
   wg=${wg:-2}
-  echo "csrc/sm90/test/ablation_variant.cu abl_d${d}_c${causal}_r${rescale}_p${poly}_pp${pp}_bn${bn}_wg${wg} -DABL_D=$d -DABL_CAUSAL=$causal -DABL_RESCALE=$rescale -DABL_POLY=$poly -DABL_PP=$pp -DABL_BN=$bn -DABL_WG=$wg" >> "$JOBLIST"
+  ovl=${ovl:-1}
+  echo "csrc/sm90/test/ablation_variant.cu abl_d${d}_c${causal}_r${rescale}_p${poly}_pp${pp}_bn${bn}_wg${wg}_o${ovl} -DABL_D=$d -DABL_CAUSAL=$causal -DABL_RESCALE=$rescale -DABL_POLY=$poly -DABL_PP=$pp -DABL_BN=$bn -DABL_WG=$wg -DABL_OVL=$ovl" >> "$JOBLIST"
 done
 export FLAGS OBJ
 xargs -P "$JOBS" -L 1 sh -c 'src=$0; name=$1; shift; nvcc $FLAGS "$@" -c $src -o $OBJ/$name.o > $OBJ/$name.log 2>&1 || { cat $OBJ/$name.log; exit 255; }' < "$JOBLIST"

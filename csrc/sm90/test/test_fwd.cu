@@ -476,9 +476,9 @@ int main(int argc, char** argv) {
     auto vs = fa4::sm90::ablation::variants();
     std::sort(vs.begin(), vs.end(), [](const auto& x, const auto& y) {
       return std::make_tuple(x.head_dim, x.causal, x.num_wg, x.block_n, !x.rescale, x.poly_per8,
-                             x.ping_pong) <
+                             x.ping_pong, !x.overlap) <
              std::make_tuple(y.head_dim, y.causal, y.num_wg, y.block_n, !y.rescale, y.poly_per8,
-                             y.ping_pong);
+                             y.ping_pong, !y.overlap);
     });
     printf("== FA4 switch ablation (bf16, %zu kernels) ==\n", vs.size());
     for (int s : {1024, 4096, 16384}) {
@@ -489,8 +489,9 @@ int main(int argc, char** argv) {
         if (i == 0 || vs[i - 1].head_dim != x.head_dim || vs[i - 1].causal != x.causal)
           fails += !run_case(c, api, "api", true, true);
         char name[64];
-        snprintf(name, sizeof(name), "wg%d bn%d rescale%d poly%d %s", x.num_wg, x.block_n,
-                 x.rescale ? 8 : 0, x.poly_per8, x.ping_pong ? "pp" : "nopp");
+        snprintf(name, sizeof(name), "wg%d bn%d rescale%d poly%d %s%s", x.num_wg, x.block_n,
+                 x.rescale ? 8 : 0, x.poly_per8, x.ping_pong ? "pp" : "nopp",
+                 x.overlap ? "" : " serial");
         fails += !run_case(c, x.run, name, true, true);
       }
     }
