@@ -118,9 +118,10 @@ def test_fwd_paged(page_size, d, d_v, causal, softcap):
 # take tiles from a counter, heaviest first). Enough tiles here that every CTA takes several, with
 # an empty sequence, a keyless one, tiles a window leaves keyless, and ragged ends among them,
 # through both paged producer paths (8-row boxes, whole-tile boxes) and the predicated O store.
-# max_seqlen_q >= 2048 selects d = 64's three-warpgroup (192-row) tiles, 1500 its two-warpgroup ones
-# (with a causal / window mask) or four-warpgroup ones (256 rows, without); sequences whose last
-# tile leaves whole warpgroups without rows are among them.
+# At d = 64, max_seqlen_q 2100 selects the three-warpgroup (192-row) tiles without a local mask and
+# the two-warpgroup ones with one; 1500 the four-warpgroup ones (256 rows) without a local mask and
+# the two-warpgroup ones with one. Sequences whose last tile leaves whole warpgroups without rows
+# are among them.
 @pytest.mark.parametrize("page_size", [16, 256])
 @pytest.mark.parametrize("d", [64, 96, 128])
 @pytest.mark.parametrize("mask", [{}, dict(causal=True), dict(window_size=(300, 0))], ids=str)
@@ -152,6 +153,17 @@ def test_fwd_persistent_walk(page_size, d, mask, longest):
         ref, _ = attention_ref(qi, k, v, learnable_sink=sink, compute_dtype=torch.float32, **mask)
         low, _ = attention_ref(qi, k, v, learnable_sink=sink, compute_dtype=torch.bfloat16, **mask)
         assert_tolerance(f"out[{i}]", out[rows][None], ref, low, atol=1e-3)
+
+
+# d = 64 with a causal / window mask runs three warpgroups (one tile per CTA) from 4096 query rows;
+# 4100 leave two of them without rows in the last tile (they only keep the K / V pipeline moving).
+@pytest.mark.parametrize("mask", [{}, dict(causal=True), dict(window_size=(300, 0))], ids=str)
+def test_fwd_three_warpgroups_idle(mask):
+    torch.manual_seed(0)
+    q = torch.randn(1, 4100, 4, 64, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(1, 700, 2, 64, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(1, 700, 2, 64, device="cuda", dtype=torch.bfloat16)
+    check(q, k, v, mask)
 
 
 # The same walks on dense (batched) inputs: O leaves through the TMA store (each warpgroup's slab

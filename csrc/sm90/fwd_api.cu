@@ -84,10 +84,10 @@ const char* fwd_unsupported_reason(const AttnParams& a) {
 
 size_t fwd_workspace_bytes(const AttnParams& a) {
   // FwdTraits::kTileCounter: a local mask, not the paged-gather kernel, d and d_v <= 128, two
-  // consumer warpgroups (the row's kLongWG only from kLongSeqlenQ).
+  // consumer warpgroups (with a local mask, the row's kLongWG only from kLongSeqlenQLocal).
   bool two_wg = true;
 #define FA4_SM90_TWO_WG(D, DV, BN, ST, OVL, PP, LWG, SWG, SBN) \
-  if (a.head_dim == D && a.head_dim_v == DV) two_wg = LWG == 2 || a.seqlen_q < kLongSeqlenQ;
+  if (a.head_dim == D && a.head_dim_v == DV) two_wg = LWG == 2 || a.seqlen_q < kLongSeqlenQLocal;
   FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_TWO_WG)
 #undef FA4_SM90_TWO_WG
   const bool gather = a.paged() && a.page_size % 8 != 0;

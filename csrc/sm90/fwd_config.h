@@ -7,7 +7,8 @@
 // variants without a local mask of its short configuration when kShortWG != 2.
 //   kOverlap:  intra-warpgroup overlap (QK^T of block n+1 issued before the softmax of block n)
 //   kPingPong: inter-warpgroup GEMM turn taking (needs kOverlap)
-//   kLongWG:   consumer warpgroups (64 query rows each) when seqlen_q >= kLongSeqlenQ; 2 below.
+//   kLongWG:   consumer warpgroups (64 query rows each) when seqlen_q >= kLongSeqlenQ (with a
+//              causal / window mask kLongSeqlenQLocal); 2 below.
 //              d = 64 takes 3 there (H200: +5 % at 4k, +10 % at 16k; at 1k the 192-row tiles
 //              leave a third of the last one empty and lose 4-9 %).
 //   kShortWG, kShortBlockN: consumer warpgroups and key-block size without a causal / window mask
@@ -36,4 +37,7 @@ namespace fa4::sm90 {
 constexpr bool kDefaultRescale = true;  // FA4 conditional rescaling
 constexpr int kDefaultPolyPer8 = 0;     // exponentials (of 8) that use the FMA-pipe exp2_poly
 constexpr int kLongSeqlenQ = 2048;      // from here on a row's kLongWG applies
+// With a causal / window mask, from here on (below, two warpgroups walk the tiles heaviest first
+// from a counter; H200 harness, d = 64 causal 2k: 352 against three warpgroups' 340, 4k: tie).
+constexpr int kLongSeqlenQLocal = 4096;
 }  // namespace fa4::sm90

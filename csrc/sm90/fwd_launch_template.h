@@ -143,7 +143,8 @@ cudaError_t run_fwd_hdim_impl(const AttnParams& a, int* tile_counter, cudaStream
     }
   }
   if constexpr (kLongWG != 2) {
-    if (a.seqlen_q >= kLongSeqlenQ) return launch(std::integral_constant<int, kLongWG>{});
+    if (a.seqlen_q >= (has_local_mask(a) ? kLongSeqlenQLocal : kLongSeqlenQ))
+      return launch(std::integral_constant<int, kLongWG>{});
   }
   return launch(std::integral_constant<int, 2>{});
 }

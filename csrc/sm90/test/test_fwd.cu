@@ -481,7 +481,7 @@ int main(int argc, char** argv) {
                              y.ping_pong, !y.overlap);
     });
     printf("== FA4 switch ablation (bf16, %zu kernels) ==\n", vs.size());
-    for (int s : {1024, 4096, 16384}) {
+    for (int s : {1024, 2048, 4096, 16384}) {
       for (size_t i = 0; i < vs.size(); ++i) {
         const auto& x = vs[i];
         Case c = mk(x.causal ? "abl-causal" : "abl", DType::kBFloat16, x.head_dim, 16384 / s,
