@@ -2,7 +2,8 @@
     PYTHONPATH=. compute-sanitizer --tool memcheck python3 bench/sanitize_fwd.py
 Small shapes, every producer path: TMA boxes (batched tails, causal, GQA, softcap, sink), varlen with
 empty sequences, paged KV through whole-tile boxes, 8-row boxes and the 16-byte gather, and the
-persistent grid (non-causal d <= 128) with more tiles than SMs, so CTAs reuse sQ / sO across tiles."""
+persistent grid (non-causal d <= 128) with more tiles than SMs, so CTAs reuse sQ / sO across tiles,
+and d 64's three- and four-warpgroup kernels with warpgroups that have no rows in a tile."""
 import torch
 
 import flash_attn4 as fa
@@ -56,3 +57,11 @@ check("persistent varlen gqa", fa.flash_attn_varlen_func(q, k, v, cu(lens_q), cu
 check("persistent (tile counter) varlen gqa window",
       fa.flash_attn_varlen_func(q, k, v, cu(lens_q), cu(lens_k), max(lens_q), max(lens_k),
                                 window_size=(200, 0)))
+
+# d 64 without a mask below 2048 query rows: four consumer warpgroups (256-row tiles; two of the four
+# without rows in each last tile), several tiles per CTA; from 4096 rows with a causal mask: three,
+# two of them without rows in the last tile.
+q, k, v = t(4, 1100, 16, d=64), t(4, 700, 16, d=64), t(4, 700, 16, d=64)
+check("d64 four warpgroups 1100x700", fa.flash_attn_func(q, k, v))
+q, k, v = t(1, 4100, 4, d=64), t(1, 700, 2, d=64), t(1, 700, 2, d=64)
+check("d64 three warpgroups causal 4100x700", fa.flash_attn_func(q, k, v, causal=True))
