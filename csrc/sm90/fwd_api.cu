@@ -47,7 +47,8 @@ const char* fwd_unsupported_reason(const AttnParams& a) {
   if (a.dtype != DType::kFloat16 && a.dtype != DType::kBFloat16)
     return "supports only float16 and bfloat16";
   bool built = false;
-#define FA4_SM90_BUILT(D, DV, BN, ST, OVL, PP, LWG, SWG, SBN) built |= a.head_dim == D && a.head_dim_v == DV;
+#define FA4_SM90_BUILT(D, DV, BN, ST, OVL, PP, LWG, SWG, SBN) \
+  built |= a.head_dim == D && a.head_dim_v == DV;
   FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_BUILT)
 #undef FA4_SM90_BUILT
   if (!built)
@@ -101,7 +102,7 @@ cudaError_t run_fwd(const AttnParams& a, void* workspace, cudaStream_t stream) {
   if (reason[0] != '\0') return cudaErrorNotSupported;
   if (const cudaError_t err = clear_unowned_rows(a, stream); err != cudaSuccess) return err;
   int* tile_counter = fwd_workspace_bytes(a) > 0 ? static_cast<int*>(workspace) : nullptr;
-#define FA4_SM90_DISPATCH(D, DV, BN, ST, OVL, PP, LWG, SWG, SBN)                      \
+#define FA4_SM90_DISPATCH(D, DV, BN, ST, OVL, PP, LWG, SWG, SBN)            \
   if (a.head_dim == D && a.head_dim_v == DV) {                              \
     return a.dtype == DType::kBFloat16                                      \
                ? run_fwd_hdim<cutlass::bfloat16_t, D, DV>(a, tile_counter, stream) \

@@ -741,9 +741,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     if (w.row_begin >= w.q_len) continue;  // no rows here (varlen / seqused q)
     const int n_min = w.n_min, n_max = w.n_max;
     if constexpr (Traits::kNumConsumerWG > 2) {
-      // A warpgroup whose 64 rows all lie past the sequence's end (the last tile of a 192-row
-      // split, e.g. rows 960-1151 of 1024) only keeps the pipelines moving: no GEMM, softmax or
-      // store, so the warpgroups that have rows there do not share the SM with dead work.
+      // A warpgroup whose 64 rows all lie past the sequence's end (the last tile of a 192- or
+      // 256-row split, e.g. rows 960-1151 of 1024) only keeps the pipelines moving: no GEMM,
+      // softmax or store, so the warpgroups that have rows there do not share the SM with dead work.
       // (Warp-uniform through the shuffle: the other path holds the wgmma.)
       if (__shfl_sync(~0u, int(w.row_begin + 64 * wgc >= w.row_end), 0)) {
         if (n_max > n_min) {
