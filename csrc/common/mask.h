@@ -6,6 +6,8 @@
 // Causal is the window (left, 0).
 #pragma once
 
+#include <stdint.h>
+
 #include "macros.h"
 
 namespace fa4 {
@@ -70,6 +72,23 @@ struct MaskSpec {
     *row_end = hi;
   }
 };
+
+// Which of a thread's accumulator columns lie below a bound x (relative to its first column):
+// bit c set iff column c's offset, 8 * (c / 2) + c % 2 (mma / wgmma accumulator fragments hold
+// pairs of adjacent columns, 8 apart), is < x. The offsets grow with c, so the set is a prefix;
+// a kernel masks the columns in [lo, hi) as below(hi) & ~below(lo) and tests one bit per element
+// (ptxas turns that into R2P, seven predicates per instruction, instead of integer compares).
+template <int kCols>
+FA4_HOST_DEVICE uint32_t fragment_cols_below(int x) {
+  static_assert(kCols % 2 == 0 && kCols <= 32, "pairs of columns, one 32-bit mask");
+  constexpr int kPairs = kCols / 2;
+  // Column 2i is below x iff 8i < x, i.e. i < ceil(x / 8); column 2i + 1 iff 8i + 1 < x.
+  int evens = (x + 7) >> 3, odds = (x + 6) >> 3;  // arithmetic shifts: floor for negative x
+  evens = evens < 0 ? 0 : (evens > kPairs ? kPairs : evens);
+  odds = odds < 0 ? 0 : (odds > kPairs ? kPairs : odds);
+  const int count = evens + odds;
+  return count >= 32 ? ~0u : (1u << count) - 1u;
+}
 
 // Causal folds into the window: it is the window (left, 0).
 FA4_HOST_DEVICE MaskSpec make_mask(int seqlen_q, int seqlen_k, bool causal, int window_left,

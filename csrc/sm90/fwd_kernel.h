@@ -626,19 +626,28 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         need_mask |= c0 < mask.diagonal(w.row_begin + kBlockM - 1) - mask.window_left;
     }
     if (need_mask) {
-      // Per row, the visible columns relative to this thread's first one; per element, the
-      // column's compile-time offset against them (two compares and a select).
+      // Per row, the visible columns [lo, hi) relative to this thread's first one. With a local
+      // mask, as a bit mask over the thread's columns (fragment_cols_below); without one only the
+      // seqlen_k tail is cut (lo = 0), one compare per element, which keeps the 112-register
+      // four-warpgroup kernel free of spills where the bit masks' registers are not.
+      constexpr int kCols = size<1>(decltype(s){});
       const int col_base = c0 + get<1>(tScS_rc(0, 0));
       CUTE_UNROLL
       for (int r = 0; r < size<0>(s); ++r) {
         int lo, hi;
         w.mask.visible_cols(w.row_begin + get<0>(tScS_rc(r, 0)), &lo, &hi);
-        lo -= col_base;
-        hi -= col_base;
-        CUTE_UNROLL
-        for (int c = 0; c < size<1>(s); ++c) {
-          const int col = get<1>(tScS_rc(r, c)) - get<1>(tScS_rc(0, 0));
-          if (col < lo || col >= hi) s(r, c) = -INFINITY;
+        if constexpr (Traits::kIsLocal) {
+          const uint32_t visible = fragment_cols_below<kCols>(hi - col_base) &
+                                   ~fragment_cols_below<kCols>(lo - col_base);
+          CUTE_UNROLL
+          for (int c = 0; c < kCols; ++c) {
+            if (!((visible >> c) & 1u)) s(r, c) = -INFINITY;
+          }
+        } else {
+          CUTE_UNROLL
+          for (int c = 0; c < kCols; ++c) {
+            if (get<1>(tScS_rc(r, c)) - get<1>(tScS_rc(0, 0)) >= hi - col_base) s(r, c) = -INFINITY;
+          }
         }
       }
     }

@@ -9,7 +9,8 @@ __global__ void common_math_device(const float* scores, int n, float* out) {
   state.init();
   float acc = 0.f;
   for (int j = 0; j < n; ++j) {
-    const float s = mask.visible(threadIdx.x, j) ? scores[j] : -INFINITY;
+    const bool in_fragment = (fa4::fragment_cols_below<32>(n - j) >> (j % 32)) & 1u;
+    const float s = mask.visible(threadIdx.x, j) && in_fragment ? scores[j] : -INFINITY;
     acc *= state.update_max(s, fa4::kRescaleThresholdLog2);
     const float p = fa4::exp2_poly(s - state.max_for_exp());
     state.row_sum += p;

@@ -209,6 +209,26 @@ static void test_dq_fragment_layout() {
   }
 }
 
+// fragment_cols_below against the column offsets it describes (8 * (c / 2) + c % 2), every
+// bound from well below 0 to well past the last column, for each fragment width the kernels use.
+template <int kCols>
+static void check_fragment_cols_below() {
+  for (int x = -40; x <= 8 * kCols + 40; ++x) {
+    const uint32_t bits = fa4::fragment_cols_below<kCols>(x);
+    for (int c = 0; c < 32; ++c) {
+      const bool expected = c < kCols && 8 * (c / 2) + c % 2 < x;
+      EXPECT(((bits >> c) & 1u) == (expected ? 1u : 0u));
+    }
+  }
+}
+static void test_fragment_cols_below() {
+  check_fragment_cols_below<2>();
+  check_fragment_cols_below<8>();
+  check_fragment_cols_below<16>();
+  check_fragment_cols_below<24>();
+  check_fragment_cols_below<32>();
+}
+
 int main() {
   test_exp2_poly();
   test_mask();
@@ -216,6 +236,7 @@ int main() {
   test_online_softmax();
   test_dq_accum_permutation();
   test_dq_fragment_layout();
+  test_fragment_cols_below();
   if (failures) std::fprintf(stderr, "%d check(s) failed\n", failures);
   else std::printf("all common math checks passed\n");
   return failures ? EXIT_FAILURE : EXIT_SUCCESS;
