@@ -28,6 +28,12 @@ for d in (64, 96, 128, 192, 256):
     run(f"d{d} batched causal gqa softcap sink", lambda: fa.flash_attn_func(
         q, k, v, causal=True, softcap=5.0, learnable_sink=sink))
 
+# d 64 under a local mask without softcap zeroes P^T after the exponentials (per-key bit masks).
+q, k, v = t(2, 300, 4, d=64), t(2, 333, 2, d=64), t(2, 333, 2, d=64)
+LEAVES = [q, k, v]
+run("d64 batched causal gqa", lambda: fa.flash_attn_func(q, k, v, causal=True))
+run("d64 batched window gqa", lambda: fa.flash_attn_func(q, k, v, window_size=(50, 7)))
+
 lens_q, lens_k = [0, 130, 1, 200], [7, 129, 0, 260]
 cu = lambda lens: torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), device="cuda", dtype=torch.int32)
 for d in (128, 256):
