@@ -19,7 +19,7 @@ if [ -n "${ABL:-}" ]; then
 fi
 timeout ${TEST_TIMEOUT:-240} python3 -m pytest -q -n 8 -p no:cacheprovider tests -m "not serial" ${PYTEST_ARGS:-} > "$OUT/test.log" 2>&1
 echo "tests rc $?"; grep -E "passed|failed" "$OUT/test.log" | tail -1; grep -E "^(FAILED|ERROR)" "$OUT/test.log" | head -20
-python3 -m flash_attn4.bench --out-dir "$OUT" --mode "$MODE" --warmup 25 --rep 60 --tag "$TAG" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
+python3 -m flash_attn4.bench --out-dir "$OUT" --mode "$MODE" --tag "$TAG" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
 echo "bench rc $?"
 if [ -n "${ABL:-}" ]; then
   timeout 200 /tmp/test_fwd ablation > "$OUT/ablation.log" 2>&1

@@ -8,7 +8,7 @@ import json
 import pytest
 
 
-from flash_attn4.bench import config, report, results
+from flash_attn4.bench import config, gpu_state, report, results
 
 
 # --- grid and FLOPs -------------------------------------------------------------------------------
@@ -127,7 +127,9 @@ def test_json_round_trip(tmp_path):
     assert first["best_peer"] == "sdpa_cudnn"
     assert first["ratio_fa4_to_cudnn"] == pytest.approx(1.1)
     assert first["results"]["sdpa_efficient"] == {"status": "failed", "ms": None, "tflops": None,
-                                                  "peak_mem_mib": None, "reason": "RuntimeError: x"}
+                                                  "peak_mem_mib": None, "reason": "RuntimeError: x",
+                                                  "sm_clock_mhz": None, "power_w": None,
+                                                  "power_capped": None}
     assert payload["cells"][2]["fa4_check"]["ok"] is False
     meta, back = report.read_json(path)
     assert meta["gpu"] == "NVIDIA H200"
@@ -172,3 +174,93 @@ def test_plot_is_written_or_skipped_with_a_reason(tmp_path):
         assert path.stat().st_size > 0
     else:
         assert "matplotlib" in skipped and not path.exists()
+
+
+# --- clocks and power -----------------------------------------------------------------------------
+
+def test_gpu_state_summary_means_and_power_cap_share():
+    samples = [(1650.0, 690.0, gpu_state.SW_POWER_CAP), (1700.0, 680.0, 0x0),
+               (1600.0, 700.0, gpu_state.SW_POWER_CAP | 0x1), (1650.0, 690.0, 0x1)]
+    state = gpu_state.summarize(samples)
+    assert state.sm_clock_mhz == pytest.approx(1650.0)
+    assert state.power_w == pytest.approx(690.0)
+    assert state.power_capped == pytest.approx(0.5)
+    assert state.samples == 4
+    assert gpu_state.summarize([]) is None
+
+
+def test_sampler_without_nvml_records_nothing(monkeypatch):
+    monkeypatch.setattr(gpu_state, "_nvml_handle", lambda device_index: None)
+    with gpu_state.Sampler(0) as sampler:
+        pass
+    assert sampler.state is None
+
+
+def test_sampler_summarizes_what_its_thread_read(monkeypatch):
+    reads = iter([(1500.0, 650.0, gpu_state.SW_POWER_CAP)] * 3 + [(1980.0, 100.0, 0x0)] * 1000)
+    monkeypatch.setattr(gpu_state, "_nvml_handle", lambda device_index: "handle")
+    monkeypatch.setattr(gpu_state, "_read", lambda handle: next(reads))
+    with gpu_state.Sampler(0, period_s=0.0) as sampler:
+        while True:  # until the thread has taken the three capped samples and some idle ones
+            if len(sampler._samples) > 5:
+                break
+    state = sampler.state
+    assert state.samples > 5
+    assert state.power_capped == pytest.approx(3 / state.samples)
+    assert 1500.0 < state.sm_clock_mhz < 1980.0
+
+
+def _with_clocks(cells):
+    first = cells[0]
+    first.results["fa4"].sm_clock_mhz, first.results["fa4"].power_w = 1745.0, 689.6
+    first.results["fa4"].power_capped = 0.9
+    first.results["sdpa_cudnn"].sm_clock_mhz, first.results["sdpa_cudnn"].power_w = 1662.4, 690.2
+    first.results["sdpa_cudnn"].power_capped = 0.25
+    return cells
+
+
+def test_clock_table_lists_each_measured_provider():
+    assert report.markdown_clock_table(_cells()) == ""  # no clock records: no section
+    text = report.markdown_clock_table(_with_clocks(_cells()))
+    lines = text.splitlines()
+    assert lines[0] == "## SM clock (MHz) / board power (W) while timed"
+    assert lines[4] == "| mode | causal | head_dim | seqlen | `fa4` | `sdpa_cudnn` |"
+    assert lines[6] == "| fwd | no | 128 | 1024 | 1745 / 690* | 1662 / 690 |"
+    assert lines[7] == "| fwd | no | 128 | 4096 | — | — |"
+    meta = {"gpu": "NVIDIA H200", "power_limit_w": 700.0, "max_sm_clock_mhz": 1980}
+    report_text = report.markdown_report(meta, _with_clocks(_cells()))
+    assert "Board power limit 700 W, maximum SM clock 1980 MHz." in report_text
+    assert "1745 / 690*" in report_text
+
+
+def test_clock_fields_round_trip_and_old_files_still_load(tmp_path):
+    cells = _with_clocks(_cells())
+    path = tmp_path / "run.json"
+    report.write_json(path, {"gpu": "NVIDIA H200"}, cells)
+    _, back = report.read_json(path)
+    assert back[0].results["fa4"].sm_clock_mhz == 1745.0
+    assert back[0].results["sdpa_cudnn"].power_capped == 0.25
+    payload = json.loads(path.read_text())
+    for cell in payload["cells"]:  # a file written before the clock fields existed
+        for result in cell["results"].values():
+            for key in ("sm_clock_mhz", "power_w", "power_capped"):
+                del result[key]
+    path.write_text(json.dumps(payload))
+    _, old = report.read_json(path)
+    assert old[0].results["fa4"].sm_clock_mhz is None
+
+
+def test_cooldown_option_defaults_and_rejects_negative():
+    from flash_attn4.bench import __main__ as cli
+
+    assert cli.parse_args([]).cooldown == cli.COOLDOWN_S
+    assert cli.parse_args(["--quick"]).cooldown == cli.QUICK_COOLDOWN_S
+    assert cli.parse_args(["--cooldown", "0"]).cooldown == 0.0
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--cooldown", "-1"])
+
+
+def test_report_states_the_timing_protocol():
+    meta = {"gpu": "NVIDIA H200", "warmup_ms": 25.0, "rep_ms": 100.0, "cooldown_s": 0.5}
+    text = report.markdown_report(meta, _cells())
+    assert "Warmup 25.0 ms, timed 100.0 ms per measurement, 0.5 s idle before each provider's timing." in text

@@ -20,6 +20,11 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Full runs use triton's default budgets; --quick trades stability for a ~minute run.
 WARMUP_MS, REP_MS = 25.0, 100.0
 QUICK_WARMUP_MS, QUICK_REP_MS = 10.0, 30.0
+# Idle seconds before each provider's timing. Without it a provider inherited the power state the
+# one before it left: at the 1k cells, which follow the previous head dim's 16k cell, fa4 was timed
+# at 1680-1930 MHz right after cuDNN's long run while cuDNN, timed after fa4's correctness check,
+# ran at 1980 (H200, 700 W power cap; bench/PERF_NOTES.md, 2026-11-24).
+COOLDOWN_S, QUICK_COOLDOWN_S = 0.5, 0.1
 
 
 def log(line: str) -> None:
@@ -60,6 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tag", default=None, help="file name suffix (default 'quick' or 'full')")
     p.add_argument("--warmup", type=float, default=None, help=f"warmup ms (default {WARMUP_MS:g})")
     p.add_argument("--rep", type=float, default=None, help=f"timed ms per measurement (default {REP_MS:g})")
+    p.add_argument("--cooldown", type=float, default=None,
+                   help=f"idle seconds before each provider's timing, so none inherits the power "
+                        f"state of the one before (default {COOLDOWN_S:g}); a long --warmup "
+                        f"instead measures each provider in its own sustained state")
     p.add_argument("--report", type=Path, default=None, metavar="JSON",
                    help="re-render the .md and .png of a saved result JSON (no GPU needed) and exit")
     args = p.parse_args(argv)
@@ -71,6 +80,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.warmup = QUICK_WARMUP_MS if args.quick else WARMUP_MS
     if args.rep is None:
         args.rep = QUICK_REP_MS if args.quick else REP_MS
+    if args.cooldown is None:
+        args.cooldown = QUICK_COOLDOWN_S if args.quick else COOLDOWN_S
+    if args.cooldown < 0:
+        p.error(f"--cooldown must be >= 0 seconds, got {args.cooldown:g}")
     if args.tag is None:
         args.tag = "quick" if args.quick else "full"
     return args
@@ -108,13 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     providers = make_providers(args.providers, args.flex_head_dims)
     meta = metadata.collect(now)
     meta.update(dtype=args.dtype, timer=timer_description(), bwd_timing=BWD_TIMING,
-                warmup_ms=args.warmup, rep_ms=args.rep, providers=list(args.providers),
+                warmup_ms=args.warmup, rep_ms=args.rep, cooldown_s=args.cooldown,
+                providers=list(args.providers),
                 flex_head_dims=list(args.flex_head_dims))
     log(f"{meta['gpu']} | torch {meta['torch']} CUDA {meta['cuda']} cuDNN {meta['cudnn']} "
         f"triton {meta['triton']} | flash_attn4 {meta['flash_attn4']}")
     log(f"{len(cells)} cells x {len(providers)} providers, {args.dtype}, "
-        f"warmup {args.warmup:g} ms, rep {args.rep:g} ms")
-    results = run_grid(cells, providers, DTYPES[args.dtype], args.warmup, args.rep, log)
+        f"warmup {args.warmup:g} ms, rep {args.rep:g} ms, cooldown {args.cooldown:g} s")
+    results = run_grid(cells, providers, DTYPES[args.dtype], args.warmup, args.rep, log,
+                       cooldown_s=args.cooldown)
     meta["finished"] = datetime.now().astimezone().isoformat(timespec="seconds")
 
     stem = report.output_stem(args.out_dir, meta["gpu"], now.strftime("%Y%m%d-%H%M%S"), args.tag)

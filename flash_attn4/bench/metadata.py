@@ -10,6 +10,8 @@ import torch
 
 import flash_attn4
 
+from .gpu_state import board_limits
+
 
 def _cudnn_version() -> str | None:
     version = torch.backends.cudnn.version()  # e.g. 91900 for 9.19.0 (8.x used 8xyz)
@@ -48,6 +50,7 @@ def collect(now: datetime) -> dict:
         "python": sys.version.split()[0],
         "flash_attn4": getattr(flash_attn4, "__version__", "unknown"),
         "build_info": build_info() if callable(build_info) else None,
+        **board_limits(device),
         "date": now.isoformat(timespec="seconds"),
         "command": command_line(),
     }

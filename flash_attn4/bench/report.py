@@ -78,6 +78,33 @@ def markdown_tables(cells: list[CellResult]) -> str:
     return "\n\n".join(sections)
 
 
+def markdown_clock_table(cells: list[CellResult]) -> str:
+    """Mean SM clock and board power over each provider's timed repetitions, one row per cell
+    ("" when the run recorded none, e.g. without NVML)."""
+    providers = [p for p in _providers_in(cells)
+                 if any(c.results.get(p) is not None and c.results[p].sm_clock_mhz is not None
+                        for c in cells)]
+    if not providers:
+        return ""
+    header = ["mode", "causal", "head_dim", "seqlen"] + [f"`{LABELS[p]}`" for p in providers]
+    lines = ["## SM clock (MHz) / board power (W) while timed", "",
+             "Means over NVML samples taken every 20 ms during each provider's timed repetitions; "
+             "an asterisk marks timings that the software power cap held for more than half of "
+             "the samples.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for c in cells:
+        row = [c.cell.mode, "yes" if c.cell.causal else "no", str(c.cell.head_dim), str(c.cell.seqlen)]
+        for p in providers:
+            r = c.results.get(p)
+            if r is None or r.sm_clock_mhz is None:
+                row.append(DASH)
+            else:
+                capped = "*" if (r.power_capped or 0.0) > 0.5 else ""
+                row.append(f"{r.sm_clock_mhz:.0f} / {r.power_w:.0f}{capped}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def problems(cells: list[CellResult]) -> tuple[list[str], list[str]]:
     """Human-readable failures: fa4's (errors and failed correctness checks), then the peers'."""
     ours, peers = [], []
@@ -102,6 +129,8 @@ def markdown_report(metadata: dict, cells: list[CellResult]) -> str:
         "batch = 16384 / seqlen; heads = 2048 / head_dim; forward FLOPs = 4·batch·heads·seqlen²·head_dim, "
         "halved when causal; backward FLOPs = 2.5 × forward. TFLOP/s below.",
         f"Timing: {meta.get('timer')}. Backward: {meta.get('bwd_timing')}.",
+        f"Warmup {meta.get('warmup_ms')} ms, timed {meta.get('rep_ms')} ms per measurement, "
+        f"{meta.get('cooldown_s', 0)} s idle before each provider's timing.",
         f"Command: `{meta.get('command')}`",
     ]
     if "flex" in meta.get("providers", ()):
@@ -113,6 +142,12 @@ def markdown_report(metadata: dict, cells: list[CellResult]) -> str:
               "**FAIL**: fa4 raised; **WRONG**: fa4's rel L2 error against the float32 reference is "
               "above the limit (see the JSON `fa4_check`); —: not run or failed (reasons below).",
               "", markdown_tables(cells)]
+    if meta.get("power_limit_w") is not None:
+        lines += ["", f"Board power limit {meta['power_limit_w']:.0f} W, maximum SM clock "
+                  f"{meta.get('max_sm_clock_mhz')} MHz."]
+    clocks = markdown_clock_table(cells)
+    if clocks:
+        lines += ["", clocks]
     ours, peers = problems(cells)
     issues = ours + peers
     if issues:

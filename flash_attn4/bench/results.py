@@ -19,6 +19,11 @@ class ProviderResult:
     tflops: float | None = None
     peak_mem_mib: float | None = None  # max_memory_allocated delta over one fwd (+ bwd) call
     reason: str | None = None
+    # Over the timed repetitions (gpu_state.Sampler; None without NVML): mean SM clock, mean board
+    # power, share of samples held by the software power cap.
+    sm_clock_mhz: float | None = None
+    power_w: float | None = None
+    power_capped: float | None = None
 
 
 @dataclass

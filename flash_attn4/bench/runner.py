@@ -4,6 +4,7 @@ provider (failures recorded, never fatal), and fa4's correctness check."""
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from typing import Callable
 
@@ -11,6 +12,7 @@ import torch
 
 from .config import CUDNN, OURS, Cell, tflops
 from .correctness import GPU_REFERENCE, check, gpu_reference
+from .gpu_state import Sampler
 from .providers import Provider, Run
 from .results import FAILED, OK, SKIPPED, CellResult, ProviderResult
 from .timing import median_ms
@@ -47,10 +49,11 @@ def _failure_reason(exc: BaseException, caught: list[warnings.WarningMessage]) -
 
 
 def measure(provider: Provider, cell: Cell, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-            dout: torch.Tensor | None, warmup_ms: float, rep_ms: float
+            dout: torch.Tensor | None, warmup_ms: float, rep_ms: float, cooldown_s: float = 0.0
             ) -> tuple[ProviderResult, Outputs | None]:
-    """Times one provider on one cell. Returns its result and, when it ran, the outputs of its
-    first call (for the correctness check)."""
+    """Times one provider on one cell, after `cooldown_s` idle seconds (so it does not inherit the
+    power state the previous measurement left). Returns its result and, when it ran, the outputs
+    of its first call (for the correctness check)."""
     skip = provider.skip_reason(cell)
     if skip is not None:
         return ProviderResult(SKIPPED, reason=skip), None
@@ -78,17 +81,26 @@ def measure(provider: Provider, cell: Cell, q: torch.Tensor, k: torch.Tensor, v:
                 else:
                     def timed():
                         return torch.autograd.grad(out, leaves, dout, retain_graph=True)
-                ms = median_ms(timed, warmup_ms, rep_ms)
+                time.sleep(cooldown_s)
+                with Sampler(q.device.index) as sampler:
+                    ms = median_ms(timed, warmup_ms, rep_ms)
         except Exception as exc:  # any provider error is a result, not the end of the run
             torch.cuda.empty_cache()
             return ProviderResult(FAILED, reason=_failure_reason(exc, caught)), None
-    return ProviderResult(OK, ms, tflops(cell.flops, ms), peak_mib), first
+    state = sampler.state
+    return ProviderResult(OK, ms, tflops(cell.flops, ms), peak_mib,
+                          sm_clock_mhz=None if state is None else round(state.sm_clock_mhz, 1),
+                          power_w=None if state is None else round(state.power_w, 1),
+                          power_capped=None if state is None else round(state.power_capped, 3)), first
 
 
 def _progress_line(name: str, result: ProviderResult, cell_result: CellResult) -> str:
     if result.status == OK:
         line = (f"  {name:<15}{result.tflops:8.1f} TFLOP/s {result.ms:9.3f} ms "
                 f"peak {result.peak_mem_mib:8.1f} MiB")
+        if result.sm_clock_mhz is not None:
+            line += (f"  {result.sm_clock_mhz:5.0f} MHz {result.power_w:4.0f} W"
+                     f" (power-capped {100 * result.power_capped:3.0f} %)")
     elif result.status == SKIPPED:
         line = f"  {name:<15}skipped: {result.reason}"
     else:
@@ -112,7 +124,7 @@ def _ratio_line(cell_result: CellResult) -> str:
 
 
 def run_cell(cell: Cell, providers: list[Provider], dtype: torch.dtype, warmup_ms: float,
-             rep_ms: float, log: Callable[[str], None]) -> CellResult:
+             rep_ms: float, log: Callable[[str], None], cooldown_s: float = 0.0) -> CellResult:
     torch.manual_seed(0)
     shape = (cell.batch, cell.seqlen, cell.heads, cell.head_dim)
     bwd = cell.mode == "bwd"
@@ -120,7 +132,7 @@ def run_cell(cell: Cell, providers: list[Provider], dtype: torch.dtype, warmup_m
     dout = torch.randn(shape, device="cuda", dtype=dtype) if bwd else None
     cell_result = CellResult(cell)
     for provider in providers:
-        result, outputs = measure(provider, cell, q, k, v, dout, warmup_ms, rep_ms)
+        result, outputs = measure(provider, cell, q, k, v, dout, warmup_ms, rep_ms, cooldown_s)
         cell_result.results[provider.name] = result
         if provider.name == OURS and outputs is not None:
             ref_out, ref_grads = gpu_reference(q, k, v, cell.causal, dout)
@@ -133,9 +145,9 @@ def run_cell(cell: Cell, providers: list[Provider], dtype: torch.dtype, warmup_m
 
 
 def run_grid(cells: list[Cell], providers: list[Provider], dtype: torch.dtype, warmup_ms: float,
-             rep_ms: float, log: Callable[[str], None]) -> list[CellResult]:
+             rep_ms: float, log: Callable[[str], None], cooldown_s: float = 0.0) -> list[CellResult]:
     results = []
     for i, cell in enumerate(cells, 1):
         log(f"[{i}/{len(cells)}] {cell.describe()}")
-        results.append(run_cell(cell, providers, dtype, warmup_ms, rep_ms, log))
+        results.append(run_cell(cell, providers, dtype, warmup_ms, rep_ms, log, cooldown_s))
     return results
