@@ -14,7 +14,9 @@ using Traits = FwdTraits<cutlass::bfloat16_t, ABL_D, ABL_D, kBlockN, Config::kSt
                          bool(ABL_CAUSAL), false, bool(ABL_RESCALE), ABL_POLY, bool(ABL_OVL), bool(ABL_PP),
                          false, ABL_WG>;
 
-cudaError_t run(const AttnParams& a, cudaStream_t stream) { return launch_fwd<Traits>(a, stream); }
+cudaError_t run(const AttnParams& a, cudaStream_t stream) {
+  return launch_fwd<Traits>(a, stream, Traits::kTileCounter ? zeroed_tile_counter(stream) : nullptr);
+}
 
 const bool registered = [] {
   variants().push_back({ABL_D, kBlockN, ABL_WG, bool(ABL_CAUSAL), bool(ABL_RESCALE), ABL_POLY, bool(ABL_PP), bool(ABL_OVL), run});

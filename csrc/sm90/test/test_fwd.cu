@@ -469,7 +469,11 @@ int main(int argc, char** argv) {
   CK(cudaFuncSetAttribute(ref_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, 160 * 1024));
   CK(cudaFuncSetAttribute(ref_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, 160 * 1024));
   int fails = 0;
-  Runner api = fa4::sm90::run_fwd;
+  // The op's entry point with its workspace (the tile counter of the causal / window kernels).
+  Runner api = [](const AttnParams& a, cudaStream_t s) {
+    const bool counter = fa4::sm90::fwd_workspace_bytes(a) > 0;
+    return fa4::sm90::run_fwd(a, counter ? fa4::sm90::ablation::zeroed_tile_counter(s) : nullptr, s);
+  };
   if (ablation_only) {
     // FA4 switches one at a time against the table's kernel, bf16, benchmark shapes
     // (batch = 16384 / seqlen, heads = 2048 / d); the "api" line is the dispatched kernel.
