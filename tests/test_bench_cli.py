@@ -186,6 +186,8 @@ def test_gpu_state_summary_means_and_power_cap_share():
     assert state.power_w == pytest.approx(690.0)
     assert state.power_capped == pytest.approx(0.5)
     assert state.samples == 4
+    assert state.result_fields() == {"sm_clock_mhz": 1650.0, "power_w": 690.0, "power_capped": 0.5}
+    assert set(state.result_fields()) <= set(results.ProviderResult.__dataclass_fields__)
     assert gpu_state.summarize([]) is None
 
 

@@ -25,6 +25,11 @@ class GpuState:
     power_capped: float  # share of samples with the software power cap active, 0..1
     samples: int
 
+    def result_fields(self) -> dict:
+        """The ProviderResult fields, rounded for the JSON."""
+        return {"sm_clock_mhz": round(self.sm_clock_mhz, 1), "power_w": round(self.power_w, 1),
+                "power_capped": round(self.power_capped, 3)}
+
 
 def summarize(samples: list[tuple[float, float, int]]) -> GpuState | None:
     """(SM clock MHz, power W, clocks-event reason bits) per sample -> their means and the share

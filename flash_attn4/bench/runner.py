@@ -87,11 +87,8 @@ def measure(provider: Provider, cell: Cell, q: torch.Tensor, k: torch.Tensor, v:
         except Exception as exc:  # any provider error is a result, not the end of the run
             torch.cuda.empty_cache()
             return ProviderResult(FAILED, reason=_failure_reason(exc, caught)), None
-    state = sampler.state
-    return ProviderResult(OK, ms, tflops(cell.flops, ms), peak_mib,
-                          sm_clock_mhz=None if state is None else round(state.sm_clock_mhz, 1),
-                          power_w=None if state is None else round(state.power_w, 1),
-                          power_capped=None if state is None else round(state.power_capped, 3)), first
+    clocks = sampler.state.result_fields() if sampler.state is not None else {}
+    return ProviderResult(OK, ms, tflops(cell.flops, ms), peak_mib, **clocks), first
 
 
 def _progress_line(name: str, result: ProviderResult, cell_result: CellResult) -> str:
