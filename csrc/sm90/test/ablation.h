@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include <vector>
 
@@ -33,8 +35,13 @@ inline std::vector<Variant>& variants() {
 // the timed region, as the op's is.
 inline int* zeroed_tile_counter(cudaStream_t stream) {
   static int* counter = nullptr;
-  if (counter == nullptr && cudaMalloc(&counter, 16) != cudaSuccess) return nullptr;
-  return cudaMemsetAsync(counter, 0, 16, stream) == cudaSuccess ? counter : nullptr;
+  // A failure must not quietly fall back to the fixed walk (its timings would be mislabelled).
+  if ((counter == nullptr && cudaMalloc(&counter, 16) != cudaSuccess) ||
+      cudaMemsetAsync(counter, 0, 16, stream) != cudaSuccess) {
+    fprintf(stderr, "zeroed_tile_counter: %s\n", cudaGetErrorString(cudaGetLastError()));
+    abort();
+  }
+  return counter;
 }
 
 }  // namespace fa4::sm90::ablation
