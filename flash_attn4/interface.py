@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .ops import FWD_ARGS, AttentionFunction
+
 _NOT_IMPLEMENTED = "fa4: not implemented: "
 
 
@@ -46,7 +48,13 @@ def _attention(q, k, v, *, softmax_scale, causal, window_size, softcap, learnabl
                   window_size_right=right, softcap=softcap, num_splits=num_splits,
                   pack_gqa=pack_gqa, deterministic=deterministic)
     if out is None:
-        out, lse = _call(torch.ops.fa4.fwd, *args, **kwargs)
+        if (not torch.compiler.is_compiling() and torch.is_grad_enabled()
+                and any(t is not None and t.requires_grad for t in (q, k, v, learnable_sink))):
+            # Eager autograd through AttentionFunction (ops.py says why); arguments in schema order.
+            named = dict(zip(FWD_ARGS, args), **kwargs)
+            out, lse = _call(AttentionFunction.apply, *(named.get(name) for name in FWD_ARGS))
+        else:
+            out, lse = _call(torch.ops.fa4.fwd, *args, **kwargs)
     else:
         if torch.is_grad_enabled() and any(
                 t is not None and t.requires_grad for t in (q, k, v, learnable_sink)):

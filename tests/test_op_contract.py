@@ -72,6 +72,41 @@ def test_gradcheck_float64(kwargs):
     assert torch.autograd.gradcheck(fn, (q, k, v), eps=1e-6, atol=1e-4, rtol=1e-3)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_eager_autograd_matches_registered_formula(device):
+    """The user functions' eager autograd (ops.AttentionFunction) and the op's registered formula
+    share _setup_context / _backward: same outputs, same gradients (through out and lse), bitwise."""
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    for args, kwargs in fwd_samples(device, dtype):
+        results = []
+        for eager in (True, False):
+            leaves = [a.detach().clone().requires_grad_() for a in args]
+            sink = kwargs.get("learnable_sink")
+            sink = sink.detach().clone().requires_grad_() if sink is not None else None
+            # deterministic: the CUDA backward's dQ reduction order is otherwise free to differ.
+            kw = dict(kwargs, learnable_sink=sink, deterministic=True)
+            if eager:
+                if "cu_seqlens_q" in kw:
+                    out, lse = run_or_skip_unimplemented(lambda: fa.flash_attn_varlen_func(
+                        *leaves, kw.pop("cu_seqlens_q"), kw.pop("cu_seqlens_k"), kw.pop("max_seqlen_q"),
+                        kw.pop("max_seqlen_k"), return_lse=True, **kw), device)
+                else:
+                    window = (kw.pop("window_size_left", -1), kw.pop("window_size_right", -1))
+                    out, lse = run_or_skip_unimplemented(lambda: fa.flash_attn_func(
+                        *leaves, window_size=window, return_lse=True, **kw), device)
+                assert type(out.grad_fn).__name__ == "AttentionFunctionBackward"
+            else:
+                out, lse = run_or_skip_unimplemented(lambda: torch.ops.fa4.fwd(*leaves, **kw), device)
+            gen = torch.Generator(device=device).manual_seed(1)
+            dout = torch.randn(out.shape, generator=gen, device=device, dtype=out.dtype)
+            dlse = torch.randn(lse.shape, generator=gen, device=device, dtype=lse.dtype)
+            inputs = [*leaves] + ([sink] if sink is not None else [])
+            grads = torch.autograd.grad((out, lse), inputs, (dout, dlse))
+            results.append((out, lse, *grads))
+        for a, b in zip(*results):
+            assert torch.equal(a, b)
+
+
 class TinyAttention(torch.nn.Module):
     def __init__(self, dim=256, heads=4):
         super().__init__()
