@@ -47,17 +47,17 @@ def _attention(q, k, v, *, softmax_scale, causal, window_size, softcap, learnabl
     kwargs = dict(softmax_scale=softmax_scale, causal=causal, window_size_left=left,
                   window_size_right=right, softcap=softcap, num_splits=num_splits,
                   pack_gqa=pack_gqa, deterministic=deterministic)
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (q, k, v, learnable_sink))
     if out is None:
-        if (not torch.compiler.is_compiling() and torch.is_grad_enabled()
-                and any(t is not None and t.requires_grad for t in (q, k, v, learnable_sink))):
+        if needs_grad and not torch.compiler.is_compiling():
             # Eager autograd through AttentionFunction (ops.py says why); arguments in schema order.
             named = dict(zip(FWD_ARGS, args), **kwargs)
             out, lse = _call(AttentionFunction.apply, *(named.get(name) for name in FWD_ARGS))
         else:
             out, lse = _call(torch.ops.fa4.fwd, *args, **kwargs)
     else:
-        if torch.is_grad_enabled() and any(
-                t is not None and t.requires_grad for t in (q, k, v, learnable_sink)):
+        if needs_grad:
             raise ValueError("out= writes into a preallocated buffer and has no backward; call it "
                              "under torch.no_grad() or drop out= (inputs require grad)")
         lse_shape = (q.shape[1], q.shape[0]) if cu_seqlens_q is not None else (q.shape[0], q.shape[2], q.shape[1])
