@@ -30,6 +30,17 @@ def nan_filled_allocator():
     yield
 
 
+# A GQA group's query heads are shared out over head_splits CTAs per (key block, kv head) when
+# there are too few kv heads to fill the GPU (bwd_api.cu picks the count from the SM count);
+# FA4_BWD_HEAD_SPLITS forces it, so both paths run on any GPU: "1" = one CTA loops over the whole
+# group, "8" = one query head per CTA (the largest count <= n that divides the group is used).
+def force_head_splits(monkeypatch, splits):
+    if splits == "auto":
+        monkeypatch.delenv("FA4_BWD_HEAD_SPLITS", raising=False)
+    else:
+        monkeypatch.setenv("FA4_BWD_HEAD_SPLITS", splits)
+
+
 def leaf(t):
     return t.detach().requires_grad_(True)
 
@@ -76,10 +87,13 @@ def test_bwd_grid(dtype, dims, mask, heads, seqlens):
     check_grads(q, k, v, kw, grad_out, sink)
 
 
+@pytest.mark.parametrize("splits", ["auto", "1", "4"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("mask", ["none", "causal", "local"])
-def test_bwd_varlen(dtype, mask):
-    """Packed sequences with empty ones, GQA: each sequence against its own reference."""
+def test_bwd_varlen(monkeypatch, dtype, mask, splits):
+    """Packed sequences with empty ones, GQA: each sequence against its own reference, with the
+    group's query heads in one CTA, split over four, and as the SM count picks."""
+    force_head_splits(monkeypatch, splits)
     torch.manual_seed(0)
     lens_q, lens_k = [0, 300, 1, 2100, 77, 0, 130], [5, 280, 1000, 2100, 0, 64, 129]
     cu_q, cu_k = make_cu_seqlens(lens_q, "cuda"), make_cu_seqlens(lens_k, "cuda")
@@ -106,10 +120,31 @@ def test_bwd_varlen(dtype, mask):
             assert_tolerance(f"{name}[{b}]", g, w, lo, atol=2e-3)
 
 
+@pytest.mark.parametrize("splits", ["1", "2", "8"])
+@pytest.mark.parametrize("d", [64, 128, 256])
+@pytest.mark.parametrize("mask", ["none", "causal", "local", "causal_softcap_sink"])
+@pytest.mark.parametrize("heads", ["gqa", "mqa"])
+@pytest.mark.parametrize("seqlens", [(1000, 999), (113, 4097)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_bwd_gqa_head_splits(monkeypatch, splits, d, mask, heads, seqlens):
+    force_head_splits(monkeypatch, splits)
+    torch.manual_seed(0)
+    (hq, hkv), (sq, sk) = HEADS[heads], seqlens
+    q = torch.randn(1, sq, hq, d, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(1, sk, hkv, d, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(1, sk, hkv, d, device="cuda", dtype=torch.bfloat16)
+    grad_out = torch.randn(1, sq, hq, d, device="cuda", dtype=torch.bfloat16)
+    kw = dict(MASKS[mask])
+    sink = torch.randn(hq, device="cuda") if kw.pop("sink", False) else None
+    check_grads(q, k, v, kw, grad_out, sink)
+
+
+@pytest.mark.parametrize("splits", ["1", "4"])
 @pytest.mark.parametrize("d", [64, 96, 128, 192, 256])
-def test_bwd_deterministic(d):
+def test_bwd_deterministic(monkeypatch, d, splits):
     """deterministic=True: dq, dk, dv bitwise identical over 100 runs (causal GQA, several key
-    blocks per query block so the dQ additions really race without the ordering)."""
+    blocks per query block so the dQ additions really race without the ordering), with the group
+    in one CTA and split over four."""
+    force_head_splits(monkeypatch, splits)
     torch.manual_seed(0)
     q = torch.randn(2, 1500, 8, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     k = torch.randn(2, 1500, 2, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)

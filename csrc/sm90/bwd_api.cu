@@ -7,6 +7,9 @@
 //      fixed order (deterministic in both modes)
 #include <stdint.h>
 
+#include <algorithm>
+#include <cstdlib>
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -14,6 +17,7 @@
 #include "sm90/bwd_dispatch.h"
 #include "sm90/bwd_launch.h"
 #include "sm90/gmem_layout.h"
+#include "sm90/variant_dispatch.h"
 
 namespace fa4::sm90 {
 
@@ -22,20 +26,92 @@ namespace {
 constexpr int kMinBlockM = 64;  // smallest kBlockM of the table: sizes the semaphore array
 
 struct WorkspaceLayout {
-  size_t dq_accum, lse_log2, dpsum, semaphore, total;
+  size_t dq_accum, lse_log2, dpsum, semaphore, dk_partial, dv_partial, total;
+  int head_splits;
+  int64_t key_rows;
 };
 
 size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+
+// CTAs per (key block, kv head) that share a GQA group's query heads. The main kernel's grid is
+// one CTA per (key block, kv head, batch), each looping over the group's heads: with few kv heads
+// (MQA, small batch) that leaves SMs idle (H100, d 128, b 1, s 2k, 32 query heads on one kv head:
+// 16 CTAs, 81 TFLOP/s against cuDNN's 461; bench/probe_gqa.py). Picks the split count that
+// minimises a time model in units of one (query head, query block) iteration (~10 MFLOP at every
+// tile config of the table). A CTA costs its iterations plus kFixed (prologue, epilogue) plus,
+// when split, its fp32 dK / dV partials written and read back by the reduction (2 x 4 bytes x
+// kBlockN x (d + d_v) at ~1/132 of HBM bandwidth: ~kBlockN (d + d_v) / 8192 iterations). Every CTA
+// costs the same without a mask: whole waves of the longest CTA. Under causal / window masks the
+// CTAs of a (kv head, batch) start heaviest first, in blockIdx order, so the last group's heaviest
+// CTA starts once the other groups' work is spread over the SMs and ends `longest` later; and
+// even a balanced spread ends ragged, by about half the longest CTA. Checked against forced
+// counts (bench/probe_gqa.py --splits, H100, d 64 / 128, causal, 4-8k): the pick is the fastest
+// count or within 7% of it where the timings are not host-bound.
+int head_splits_for(const AttnBwdParams& a, int block_n, int block_m) {
+  const int group = a.heads_q / a.heads_kv;
+  if (group <= 1 || a.seqlen_k == 0 || a.seqlen_q == 0) return 1;
+  const int64_t n_blocks = (a.seqlen_k + block_n - 1) / block_n;
+  auto fits = [&](int s) { return group % s == 0 && n_blocks * s <= INT32_MAX; };  // grid.x
+  // FA4_BWD_HEAD_SPLITS=n (tests and benchmarks: both paths on any GPU) forces the largest split
+  // count <= n that the model below could also pick; it changes the speed and the order of the
+  // fp32 dK / dV sums, nothing else.
+  if (const char* env = std::getenv("FA4_BWD_HEAD_SPLITS"); env != nullptr && env[0] != '\0') {
+    int s = std::min(std::max(std::atoi(env), 1), group);
+    while (!fits(s)) --s;
+    return s;
+  }
+  int device = 0, sms = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0)
+    return 1;
+  const int64_t ctas = n_blocks * a.heads_kv * a.batch;
+  const double m_blocks = (a.seqlen_q + block_m - 1) / block_m;
+  // Query blocks an average key block sees: all without a mask, about half under causal / window.
+  const bool uniform = !a.causal && a.window_left < 0 && a.window_right < 0;
+  const double m_avg = uniform ? m_blocks : 0.5 * m_blocks;
+  constexpr double kFixed = 2.0;
+  const double partial = block_n * double(a.head_dim + a.head_dim_v) / 8192.0;
+  int best = 1;
+  double best_time = 0.0;
+  for (int s = 1; s <= group; ++s) {
+    if (!fits(s)) continue;  // equal shares: a cheap head range in the kernel
+    const int heads = group / s;
+    const int64_t n = ctas * s;
+    const double extra = kFixed + (s > 1 ? partial : 0.0);
+    const double longest = heads * m_blocks + extra;
+    double time;
+    if (uniform) {
+      time = double((n + sms - 1) / sms) * longest;
+    } else {
+      const double total = n * (heads * m_avg + extra);
+      const double per_group = n_blocks * s * (heads * m_avg + extra);
+      time = std::max(total / sms + 0.5 * longest, (total - per_group) / sms + longest);
+    }
+    // A split must win by 5%: the model ignores the reduction's launch and L2 effects.
+    if (s == 1 || time < 0.95 * best_time) best = s, best_time = time;
+  }
+  return best;
+}
 
 WorkspaceLayout workspace_layout(const AttnBwdParams& a) {
   const size_t rows = size_t(a.heads_q) * size_t(BwdScratch::rows_per_head_of(a));
   const size_t m_blocks = (size_t(a.seqlen_q) + kMinBlockM - 1) / kMinBlockM;
   WorkspaceLayout w;
+  w.head_splits = 1;
+#define FA4_SM90_BWD_SPLITS(D, DV, BN, BM, ST, PP) \
+  if (a.head_dim == D && a.head_dim_v == DV) w.head_splits = head_splits_for(a, BN, BM);
+  FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_SPLITS)
+#undef FA4_SM90_BWD_SPLITS
+  w.key_rows = a.cu_seqlens_k != nullptr ? int64_t(a.total_k) : int64_t(a.batch) * a.seqlen_k;
+  const size_t partial_rows =
+      w.head_splits > 1 ? size_t(a.heads_kv) * w.head_splits * size_t(w.key_rows) : 0;
   w.dq_accum = 0;
   w.lse_log2 = align256(w.dq_accum + rows * a.head_dim * sizeof(float));
   w.dpsum = align256(w.lse_log2 + rows * sizeof(float));
   w.semaphore = align256(w.dpsum + rows * sizeof(float));
-  w.total = align256(w.semaphore + size_t(a.batch) * a.heads_q * m_blocks * sizeof(int32_t));
+  w.dk_partial = align256(w.semaphore + size_t(a.batch) * a.heads_q * m_blocks * sizeof(int32_t));
+  w.dv_partial = align256(w.dk_partial + partial_rows * a.head_dim * sizeof(float));
+  w.total = align256(w.dv_partial + partial_rows * a.head_dim_v * sizeof(float));
   return w;
 }
 
@@ -197,6 +273,38 @@ __global__ void bwd_dsink(AttnBwdParams a, BwdScratch s) {
   if (threadIdx.x == 0) a.dsink[head] = -partial[0];
 }
 
+// head_splits > 1: dK / dV = the splits' fp32 sums added in split order, in the gradients' dtype.
+// One thread per 4 columns of a key row; grid (row groups, heads_kv, batch). Key blocks that no
+// query sees wrote no partials (the main kernel's early return, same mask test): zeros there.
+template <typename T>
+__global__ void bwd_reduce_dkv(AttnBwdParams a, BwdScratch s, int cols, bool is_v, int block_n,
+                               bool local) {
+  const int quads = cols / 4;
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int row = int(i / quads), c = int(i % quads) * 4;
+  const int head_kv = blockIdx.y, batch = blockIdx.z;
+  const int q_len = a.q_len(batch), k_len = a.k_len(batch);
+  if (row >= k_len) return;
+  int row_lo = 0, row_hi = q_len;
+  if (local) {
+    const int n0 = row / block_n * block_n;
+    make_mask(q_len, k_len, a.causal, a.window_left, a.window_right)
+        .query_range(n0, n0 + block_n, &row_lo, &row_hi);
+  }
+  float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+  const float* partial = is_v ? s.dv_partial : s.dk_partial;
+  for (int split = 0; split < s.head_splits && row_lo < row_hi; ++split) {
+    const float4 x = *reinterpret_cast<const float4*>(
+        partial + s.partial_row(a, batch, row, head_kv * s.head_splits + split) * cols + c);
+    sum.x += x.x, sum.y += x.y, sum.z += x.z, sum.w += x.w;
+  }
+  T* dst = static_cast<T*>(is_v ? a.dv : a.dk) +
+           (is_v ? a.dv_offset(batch, row, head_kv) : a.dk_offset(batch, row, head_kv)) + c;
+  // One 8-byte store (gradients are 16-byte aligned with row strides a multiple of 8 elements).
+  const T out[4] = {T(sum.x), T(sum.y), T(sum.z), T(sum.w)};
+  *reinterpret_cast<uint2*>(dst) = *reinterpret_cast<const uint2*>(out);
+}
+
 // bwd_preprocess's one chunk per lane needs lanes_per_row(head_dim_v) * 8 >= head_dim_v.
 #define FA4_SM90_BWD_PRE_DV(D, DV, BN, BM, ST, PP) \
   static_assert(DV <= 256, "bwd_preprocess reads one 8-column chunk per lane");
@@ -226,6 +334,23 @@ cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStrea
       bwd_convert_dq_frag<T><<<frag_grid, kConvertFragThreads, 0, stream>>>(a, s);
   } else if (grid.x > 0) {
     bwd_convert_dq<T><<<grid, 32 * kWarpsPerBlock, 0, stream>>>(a, s);
+  }
+  if (s.head_splits > 1) {
+    constexpr int kReduceThreads = 256;
+    int block_n = 0;
+#define FA4_SM90_BWD_BLOCK_N(D, DV, BN, BM, ST, PP) \
+  if (a.head_dim == D && a.head_dim_v == DV) block_n = BN;
+    FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_BLOCK_N)
+#undef FA4_SM90_BWD_BLOCK_N
+    for (const bool is_v : {false, true}) {
+      const int cols = is_v ? a.head_dim_v : a.head_dim;
+      const int64_t threads = int64_t(a.seqlen_k) * (cols / 4);
+      const dim3 reduce_grid(unsigned((threads + kReduceThreads - 1) / kReduceThreads), a.heads_kv,
+                             a.batch);
+      if (reduce_grid.x > 0)
+        bwd_reduce_dkv<T><<<reduce_grid, kReduceThreads, 0, stream>>>(a, s, cols, is_v, block_n,
+                                                                      has_local_mask(a));
+    }
   }
   if (a.dsink != nullptr) bwd_dsink<<<a.heads_q, 256, 0, stream>>>(a, s);
   return cudaGetLastError();
@@ -297,6 +422,11 @@ cudaError_t run_bwd(const AttnBwdParams& a, void* workspace, cudaStream_t stream
   s.lse_log2 = reinterpret_cast<float*>(base + w.lse_log2);
   s.dpsum = reinterpret_cast<float*>(base + w.dpsum);
   s.semaphore = reinterpret_cast<int32_t*>(base + w.semaphore);
+  s.head_splits = w.head_splits;
+  s.heads_per_split = a.heads_q / a.heads_kv / w.head_splits;
+  s.dk_partial = reinterpret_cast<float*>(base + w.dk_partial);
+  s.dv_partial = reinterpret_cast<float*>(base + w.dv_partial);
+  s.key_rows = w.key_rows;
   s.rows_per_head = BwdScratch::rows_per_head_of(a);
   s.seqlen_q_rounded = (a.seqlen_q + BwdScratch::kAlignRows - 1) / BwdScratch::kAlignRows *
                        BwdScratch::kAlignRows;

@@ -2,7 +2,9 @@
 //
 // One CTA per (key block of kBlockN keys, kv head, batch entry); it owns dK and dV of its
 // keys, accumulated in registers over every query head of its GQA group and every query block that
-// sees its keys, so dK / dV need no atomics and no second pass (GQA included).
+// sees its keys, so dK / dV need no atomics and no second pass (GQA included). With few kv heads
+// (MQA, small batch) a group's query heads are split over head_splits CTAs instead, each writing
+// fp32 partial sums that a fixed-order reduction adds (bwd_api.cu).
 //   WG0  producer: one thread TMA-loads K and V once, then streams Q (+ lse) and dO (+ D) blocks of
 //        kBlockM rows through two kStages-deep PipelineTmaAsync pipelines (lse and D with bulk
 //        copies into the same stage barriers).
@@ -252,7 +254,6 @@ struct BwdKernelParams {
   typename Traits::GLayout layout_q, layout_do, layout_k, layout_v;
   AttnBwdParams attn;
   BwdScratch scratch;
-  int qhead_per_kvhead;
   float scale_log2;    // softmax_scale * log2(e) (no softcap)
   bool zero_q_tail;    // Q / dO rows past q_len(b) may hold anything (varlen, seqused_q)
   bool zero_kv_tail;   // K / V rows past k_len(b) may hold anything (varlen, seqused_k)
@@ -316,8 +317,16 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   SharedStorage& ss = *reinterpret_cast<SharedStorage*>(smem_raw);
 
   const int wg = threadIdx.x / 128;
-  const int n_block = blockIdx.x;  // increasing key order: for causal masks the heaviest first
-  const int head_kv = blockIdx.y;
+  // blockIdx.x = key block * head_splits + split: in increasing key order (for causal masks the
+  // heaviest first), the splits of a key block next to each other so that they start together.
+  const int splits = p.scratch.head_splits;  // MHA (1): no divisions (d 128, s 1k: 2% faster)
+  const int n_block = splits == 1 ? int(blockIdx.x) : int(blockIdx.x) / splits;
+  // blockIdx.y = kv head. The slice of the GQA group's query heads this CTA sums dK / dV over is
+  // [slice * heads_per_split, (slice + 1) * heads_per_split) (the whole group when head_splits
+  // = 1); the loops compute these bounds in place: bounds hoisted into variables here made ptxas
+  // spill in the dQ warp (d = 256 main kernel 25% slower, H100).
+  const int slice =
+      splits == 1 ? int(blockIdx.y) : int(blockIdx.y) * splits + int(blockIdx.x) % splits;
   const int batch = blockIdx.z;
   const AttnBwdParams& attn = p.attn;
   const BwdScratch& scratch = p.scratch;
@@ -330,10 +339,12 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   // Query blocks that see at least one of this block's keys.
   int row_lo = 0, row_hi = q_len;
   if constexpr (Traits::kIsLocal) mask.query_range(n0, n0 + kBlockN, &row_lo, &row_hi);
-  if (row_lo >= row_hi) return;  // no query sees these keys: dK = dV = 0
+  // No query sees these keys: dK = dV = 0 (with head splits bwd_reduce_dkv writes the zeros:
+  // a zero store here cost the d 64 kernel 2% at s 1k, H100, though never executed).
+  if (row_lo >= row_hi) return;
   const int m_lo = row_lo / kBlockM;
   const int m_hi = (row_hi + kBlockM - 1) / kBlockM;
-  const int group = p.qhead_per_kvhead;
+  const int slice_heads = scratch.heads_per_split;
   // Default (non-deterministic) mode: key block n starts its sweep at the (n mod count)-th query
   // block, so the CTAs of one head do not all reduce-add into the same dQ rows at the same time.
   // Deterministic mode keeps increasing order (the semaphore chain assumes it).
@@ -386,6 +397,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegs>();
     if (threadIdx.x == 0) {
       const int k_row0 = k_varlen ? attn.cu_seqlens_k[batch] : 0;
+      const int head_kv = splits == 1 ? slice : slice / splits;
       Tensor mK = p.tma_k.get_tma_tensor(p.layout_k.shape())(_, _, head_kv, k_varlen ? 0 : batch);
       Tensor mV = p.tma_v.get_tma_tensor(p.layout_v.shape())(_, _, head_kv, k_varlen ? 0 : batch);
       Tensor gK = local_tile(domain_offset(make_coord(k_row0, _0{}), mK),
@@ -402,7 +414,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
 
       const int q_row0 = q_varlen ? attn.cu_seqlens_q[batch] : 0;
       PipelineState wr = cutlass::make_producer_start_state<Pipeline>();
-      for (int h = head_kv * group; h < (head_kv + 1) * group; ++h) {
+      for (int h = slice * slice_heads; h < (slice + 1) * slice_heads; ++h) {
         Tensor mQ = p.tma_q.get_tma_tensor(p.layout_q.shape())(_, _, h, q_varlen ? 0 : batch);
         Tensor mdO = p.tma_do.get_tma_tensor(p.layout_do.shape())(_, _, h, q_varlen ? 0 : batch);
         for (int i = 0; i < num_m; ++i) {
@@ -433,9 +445,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       // dQ warp: the bulk reduce-adds of each staged dQ_partial, in the consumers' (head, block)
       // order.
       constexpr int kThreads = 128 * Traits::kNumConsumerWG + 32;
-      const int total = group * (m_hi - m_lo);
+      const int total = slice_heads * (m_hi - m_lo);
       int iter = 0;
-      for (int h = head_kv * group; h < (head_kv + 1) * group; ++h) {
+      for (int h = slice * slice_heads; h < (slice + 1) * slice_heads; ++h) {
         for (int i = 0; i < num_m; ++i, ++iter) {
           const int m = query_block(i);
           if constexpr (!Traits::kdQPerWG) cutlass::arch::NamedBarrier::sync(kThreads, kBarDQFull);
@@ -598,11 +610,11 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   if constexpr (Traits::kPingPong) {
     if (wgc == 1) cutlass::arch::NamedBarrier::arrive(kConsumerThreads, kBarTurn);
   }
-  const int total_iters = group * num_m;
+  const int total_iters = slice_heads * num_m;
 
   PipelineState rd;
   int iter = 0;
-  for (int h = head_kv * group; h < (head_kv + 1) * group; ++h) {
+  for (int h = slice * slice_heads; h < (slice + 1) * slice_heads; ++h) {
     for (int i = 0; i < num_m; ++i, ++iter) {
       const int m = query_block(i);
       const int m0 = m * kBlockM;
@@ -821,6 +833,25 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   }
 
   // ------------------------------------------------------------------ epilogue
+  if (splits > 1) {
+    CUTE_UNROLL
+    for (int i = 0; i < size(tdKrdK); ++i) tdKrdK(i) *= attn.softmax_scale;
+    // This slice's fp32 sums straight from the accumulators (rows below k_len); bwd_reduce_dkv
+    // adds the slices of a kv head.
+    const int64_t r0 = scratch.partial_row(attn, batch, n0, slice);
+    auto store = [&](auto const& acc, auto const& coords, float* partial, int cols) {
+      CUTE_UNROLL
+      for (int i = 0; i < size(acc); ++i) {
+        const int r = get<0>(coords(i)), c = get<1>(coords(i));
+        if (n0 + r < k_len) partial[(r0 + r) * cols + c] = acc(i);
+      }
+    };
+    store(tdKrdK, thr_dk.partition_C(make_identity_tensor(Shape<Int<kBlockN>, Int<kHeadDim>>{})),
+          scratch.dk_partial, kHeadDim);
+    store(tdVrdV, thr_dv.partition_C(make_identity_tensor(Shape<Int<kBlockN>, Int<kHeadDimV>>{})),
+          scratch.dv_partial, kHeadDimV);
+    return;
+  }
   // Every GEMM of both warpgroups has read K / V: stage dK (times softmax_scale) and dV there.
   cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarEpilogue);
   CUTE_UNROLL
@@ -839,6 +870,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     const int rows = min(kBlockN, k_len - n0);
     Element* dk = static_cast<Element*>(attn.dk);
     Element* dv = static_cast<Element*>(attn.dv);
+    const int head_kv = slice;  // head_splits = 1
     constexpr int kChunksK = kHeadDim / 8, kChunksV = kHeadDimV / 8;
     for (int i = ctid; i < rows * kChunksK; i += kConsumerThreads) {
       const int r = i / kChunksK, c = (i % kChunksK) * 8;

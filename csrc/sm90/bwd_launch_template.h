@@ -23,7 +23,8 @@ cudaError_t launch_bwd(const AttnBwdParams& a, const BwdScratch& scratch, cudaSt
   constexpr int kBlockN = Traits::kBlockN;
   constexpr int kHeadDim = Traits::kHeadDim;
   constexpr int kHeadDimV = Traits::kHeadDimV;
-  const dim3 grid((a.seqlen_k + kBlockN - 1) / kBlockN, a.heads_kv, a.batch);
+  const dim3 grid((a.seqlen_k + kBlockN - 1) / kBlockN * scratch.head_splits, a.heads_kv,
+                  a.batch);
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return cudaSuccess;
 
   BwdKernelParams<Traits> p;
@@ -54,7 +55,6 @@ cudaError_t launch_bwd(const AttnBwdParams& a, const BwdScratch& scratch, cudaSt
                           Shape<Int<kBlockN>, Int<kHeadDimV>>{}, _1{});
   p.attn = a;
   p.scratch = scratch;
-  p.qhead_per_kvhead = a.heads_q / a.heads_kv;
   p.scale_log2 = a.softmax_scale * kLog2e;
   p.zero_q_tail = a.q_varlen() || a.seqused_q != nullptr;
   p.zero_kv_tail = k_varlen || a.seqused_k != nullptr;

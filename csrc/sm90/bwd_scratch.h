@@ -14,6 +14,12 @@
 //             padding rows, so that P = exp2(s - lse_log2) = 0 there
 //   dpsum     float (heads_q, rows_per_head): D = rowsum(dO * O) - dlse; 0 for padding rows
 //   semaphore int32 (batch, heads_q, m_blocks): deterministic mode, key blocks done per query block
+//   dk_partial, dv_partial  float (heads_kv, head_splits, key_rows, head_dim / head_dim_v), only
+//             when head_splits > 1: a GQA group's query heads are split over head_splits CTAs
+//             per (key block, kv head) (few kv heads leave SMs idle otherwise), heads_per_split
+//             each; a CTA writes its dK (already times softmax_scale) / dV sums to its slice
+//             (blockIdx.y), and bwd_reduce_dkv adds the splits in a fixed order (deterministic in
+//             both modes).
 // Each sequence's rows start at a multiple of kAlignRows inside a head's rows, so every query
 // block of the main kernel reads its lse_log2 / dpsum slice with one aligned bulk copy and never
 // touches another sequence's rows. Varlen q: sequence b starts at
@@ -40,6 +46,11 @@ struct BwdScratch {
   int seqlen_q_rounded;  // batched q: rows per sequence
   int m_blocks;          // semaphore slots per (batch, head)
   int dq_wg_cols;        // dq_accum's block layout: 0 = rows, else columns per warpgroup chunk
+  int head_splits;       // CTAs per (key block, kv head), each a share of the group's query heads
+  int heads_per_split;   // heads_q / heads_kv / head_splits
+  float* dk_partial;     // head_splits > 1 only
+  float* dv_partial;
+  int64_t key_rows;      // rows of a (split, kv head) slice of dk_partial / dv_partial
 
   static int64_t rows_per_head_of(const AttnParams& a) {
     auto round_up = [](int64_t x) { return (x + kAlignRows - 1) / kAlignRows * kAlignRows; };
@@ -55,6 +66,13 @@ struct BwdScratch {
   }
   FA4_HOST_DEVICE int64_t row_index(const AttnParams& a, int b, int h, int row) const {
     return int64_t(h) * rows_per_head + row0(a, b) + row;
+  }
+
+  // Row of key `row` of sequence b in dk_partial / dv_partial, in slice `slice` (kv head * head_splits
+  // + split; the main kernel's blockIdx.y).
+  FA4_HOST_DEVICE int64_t partial_row(const AttnParams& a, int b, int row, int slice) const {
+    const int64_t key = a.cu_seqlens_k != nullptr ? int64_t(a.cu_seqlens_k[b]) : int64_t(b) * a.seqlen_k;
+    return int64_t(slice) * key_rows + key + row;
   }
 
   // Where column `col` of row `row` (relative to any multiple of 4 rows) sits in dq_accum. A warp's

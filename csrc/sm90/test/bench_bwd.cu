@@ -43,6 +43,15 @@ __global__ void fill_f32(float* p, int64_t n, float base, float amp) {
   }
 }
 
+// One CTA per (key block, head), all of its group's query heads (MHA: one): trees that split a GQA
+// group over CTAs have these fields, older ones do not.
+template <class S>
+static auto whole_groups(S& s, int group) -> decltype(s.head_splits = 1, void()) {
+  s.head_splits = 1;
+  s.heads_per_split = group;
+}
+static void whole_groups(...) {}
+
 template <int D>
 static void run_case(int s, bool causal, int reps) {
   const int batch = 16384 / s, heads = 2048 / D;
@@ -74,6 +83,7 @@ static void run_case(int s, bool causal, int reps) {
   sc.rows_per_head = fa4::sm90::BwdScratch::rows_per_head_of(a);
   sc.seqlen_q_rounded = s;  // s is a multiple of kAlignRows
   sc.m_blocks = (s + 63) / 64;
+  whole_groups(sc, 1);
   // (+256 rows: a tree whose kBlockM does not divide the 128-row alignment may spill its last
   // block past the end.)
   const int64_t rows = int64_t(heads) * sc.rows_per_head + 256;
