@@ -76,6 +76,55 @@ def test_grid_order_is_mode_causal_head_dim_seqlen():
     assert grid[-1] == config.Cell("bwd", True, 128, 4096)
 
 
+def test_gqa_and_batch_overrides():
+    cell = config.Cell("bwd", True, 128, 8192, kv_heads_override=1, batch_override=1)
+    assert (cell.batch, cell.heads, cell.kv_heads) == (1, 16, 1)
+    assert cell.flops == 2.5 * 4 * 1 * 16 * 8192**2 * 128 / 2  # query heads count, as for MHA
+    assert "h_kv=1" in cell.describe()
+    assert config.Cell("fwd", False, 64, 1024).kv_heads == 32  # default: one per query head
+    grid = config.build_grid(("bwd",), (True,), (64, 128), (2048,), kv_heads=4, batch=2)
+    assert [(c.kv_heads, c.batch) for c in grid] == [(4, 2), (4, 2)]
+    with pytest.raises(ValueError, match="kv_heads 3 does not divide the 16 query heads"):
+        config.build_grid(("fwd",), (False,), (128,), (1024,), kv_heads=3)
+
+
+def test_kv_heads_and_batch_options_are_checked():
+    from flash_attn4.bench import __main__ as cli
+
+    args = cli.parse_args(["--kv-heads", "8", "--batch", "1"])
+    assert (args.kv_heads, args.batch) == (8, 1)
+    for bad in (["--kv-heads", "0"], ["--batch", "-1"], ["--kv-heads", "3"],
+                ["--kv-heads", "16", "--head-dims", "256"]):  # 8 query heads at d 256
+        with pytest.raises(SystemExit):
+            cli.parse_args(bad)
+
+
+def test_gqa_cells_round_trip_and_are_named_in_the_report(tmp_path):
+    cell = results.CellResult(config.Cell("fwd", True, 128, 2048, 1, 1),
+                              {"fa4": _ok(400.0), "sdpa_cudnn": _ok(380.0)})
+    path = tmp_path / "gqa.json"
+    meta = {"gpu": "NVIDIA H100", "kv_heads": 1, "batch": 1}
+    report.write_json(path, meta, [cell])
+    assert json.loads(path.read_text())["cells"][0]["kv_heads"] == 1
+    _, back = report.read_json(path)
+    assert back[0].cell == cell.cell
+    assert "K / V heads 1, batch 1" in report.markdown_report(meta, back)
+
+
+def test_expand_kv_follows_fa4s_head_mapping():
+    """The peers and the benchmark's reference repeat K / V over each group: query head h reads
+    kv head h // group, fa4's convention."""
+    import torch
+    from flash_attn4.bench.providers import expand_kv
+
+    q, k, v = torch.randn(1, 5, 6, 8), torch.randn(1, 5, 2, 8), torch.randn(1, 5, 2, 4)
+    q2, ke, ve = expand_kv(q, k, v)
+    assert q2 is q and ke.shape == (1, 5, 6, 8) and ve.shape == (1, 5, 6, 4)
+    for h in range(6):
+        assert torch.equal(ke[:, :, h], k[:, :, h // 3]) and torch.equal(ve[:, :, h], v[:, :, h // 3])
+    assert expand_kv(q, q, q)[1] is q  # MHA: untouched
+
+
 # --- synthetic results ----------------------------------------------------------------------------
 
 def _ok(tflops: float) -> "results.ProviderResult":
@@ -266,3 +315,13 @@ def test_report_states_the_timing_protocol():
     meta = {"gpu": "NVIDIA H200", "warmup_ms": 25.0, "rep_ms": 100.0, "cooldown_s": 0.5}
     text = report.markdown_report(meta, _cells())
     assert "Warmup 25.0 ms, timed 100.0 ms per measurement, 0.5 s idle before each provider's timing." in text
+
+
+def test_command_line_records_fa4_environment(monkeypatch):
+    from flash_attn4.bench import metadata
+
+    monkeypatch.setattr("sys.argv", ["__main__.py", "--kv-heads", "1"])
+    monkeypatch.delenv("FA4_BWD_HEAD_SPLITS", raising=False)
+    assert metadata.command_line() == "python -m flash_attn4.bench --kv-heads 1"
+    monkeypatch.setenv("FA4_BWD_HEAD_SPLITS", "4")
+    assert metadata.command_line() == "FA4_BWD_HEAD_SPLITS=4 python -m flash_attn4.bench --kv-heads 1"

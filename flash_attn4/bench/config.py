@@ -46,14 +46,22 @@ class Cell:
     causal: bool
     head_dim: int
     seqlen: int
+    # GQA / MQA and small-batch cells (--kv-heads, --batch); None: the papers' grid (MHA,
+    # batch = TOKENS / seqlen).
+    kv_heads_override: int | None = None
+    batch_override: int | None = None
 
     @property
     def batch(self) -> int:
-        return max(1, TOKENS // self.seqlen)
+        return self.batch_override or max(1, TOKENS // self.seqlen)
 
     @property
     def heads(self) -> int:
         return max(1, MODEL_DIM // self.head_dim)
+
+    @property
+    def kv_heads(self) -> int:
+        return self.kv_heads_override or self.heads
 
     @property
     def flops(self) -> float:
@@ -61,8 +69,9 @@ class Cell:
                                self.mode)
 
     def describe(self) -> str:
+        kv = f", h_kv={self.kv_heads}" if self.kv_heads != self.heads else ""
         return (f"{self.mode} {'causal' if self.causal else 'non-causal'} d={self.head_dim} "
-                f"s={self.seqlen} (b={self.batch}, h={self.heads})")
+                f"s={self.seqlen} (b={self.batch}, h={self.heads}{kv})")
 
 
 def attention_flops(batch: int, heads: int, seqlen: int, head_dim: int, causal: bool,
@@ -114,6 +123,15 @@ def parse_providers(text: str) -> tuple[str, ...]:
 
 
 def build_grid(modes: tuple[str, ...], causals: tuple[bool, ...], head_dims: tuple[int, ...],
-               seqlens: tuple[int, ...]) -> list[Cell]:
-    """Cells in table order: one table per (mode, causal), rows head_dim × seqlen."""
-    return [Cell(m, c, d, s) for m in modes for c in causals for d in head_dims for s in seqlens]
+               seqlens: tuple[int, ...], kv_heads: int | None = None,
+               batch: int | None = None) -> list[Cell]:
+    """Cells in table order: one table per (mode, causal), rows head_dim × seqlen. kv_heads must
+    divide every head_dim's head count (2048 / head_dim)."""
+    if kv_heads is not None:
+        for d in head_dims:
+            heads = Cell("fwd", False, d, 1).heads
+            if heads % kv_heads != 0:
+                raise ValueError(f"kv_heads {kv_heads} does not divide the {heads} query heads of "
+                                 f"head_dim {d} (heads = {MODEL_DIM} / head_dim)")
+    return [Cell(m, c, d, s, kv_heads, batch)
+            for m in modes for c in causals for d in head_dims for s in seqlens]

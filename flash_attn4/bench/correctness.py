@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .providers import expand_kv
 from .results import Check
 
 # Far above a correct kernel (bf16 ~2e-3 on out and ~5e-3 on grads, fp16 about 8x less, fp32
@@ -30,7 +31,7 @@ def gpu_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
     bottom-right one here because seqlen_q == seqlen_k."""
     leaves = [t.detach().float().requires_grad_(dout is not None) for t in (q, k, v)]
     with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
-        out = F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in leaves),
+        out = F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in expand_kv(*leaves)),
                                              is_causal=causal).transpose(1, 2)
         grads = () if dout is None else torch.autograd.grad(out, leaves, dout.float())
     return out.detach(), grads

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from datetime import datetime
@@ -30,9 +31,15 @@ def _triton_version() -> str | None:
     return triton.__version__
 
 
+# Environment variables that change what fa4 runs (not its results beyond summation order).
+FA4_ENV = ("FA4_BWD_HEAD_SPLITS",)
+
+
 def command_line() -> str:
-    """The command as typed (python -m flash_attn4.bench ...), not the path of __main__.py."""
-    return " ".join(["python -m flash_attn4.bench"] + [shlex.quote(a) for a in sys.argv[1:]])
+    """The command as typed (python -m flash_attn4.bench ...), with the FA4_ENV variables set,
+    not the path of __main__.py."""
+    env = [f"{k}={shlex.quote(os.environ[k])}" for k in FA4_ENV if os.environ.get(k)]
+    return " ".join(env + ["python -m flash_attn4.bench"] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
 def collect(now: datetime) -> dict:

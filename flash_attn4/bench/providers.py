@@ -47,13 +47,23 @@ def _to_bhsd(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return [t.transpose(1, 2) for t in tensors]
 
 
+def expand_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """GQA / MQA for the peers that take one K / V head per query head: k and v repeated over
+    each group (query head h reads kv head h // group, fa4's convention). Done in build, outside
+    the timed region; a backward through it sums the group's gradients, as a GQA user's would."""
+    group = q.shape[2] // k.shape[2]
+    if group == 1:
+        return q, k, v
+    return q, k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
+
+
 def _build_fa4(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
                deterministic: bool = False) -> Run:
     return lambda: flash_attn4.flash_attn_func(q, k, v, causal=causal, deterministic=deterministic)
 
 
 def _build_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> Run:
-    qt, kt, vt = _to_bhsd(q, k, v)
+    qt, kt, vt = _to_bhsd(*expand_kv(q, k, v))
     return lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal).transpose(1, 2)
 
 
@@ -72,7 +82,7 @@ def _build_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool)
     seqlen = q.shape[1]
     block_mask = (create_block_mask(_causal_mod, B=None, H=None, Q_LEN=seqlen, KV_LEN=seqlen,
                                     device=q.device) if causal else None)
-    qt, kt, vt = _to_bhsd(q, k, v)
+    qt, kt, vt = _to_bhsd(*expand_kv(q, k, v))
     return lambda: compiled(qt, kt, vt, block_mask=block_mask).transpose(1, 2)
 
 

@@ -133,6 +133,11 @@ def markdown_report(metadata: dict, cells: list[CellResult]) -> str:
         f"{meta.get('cooldown_s', 0)} s idle before each provider's timing.",
         f"Command: `{meta.get('command')}`",
     ]
+    if meta.get("kv_heads") is not None or meta.get("batch") is not None:
+        lines.append(f"Not the papers' grid: K / V heads {meta.get('kv_heads') or 'one per query head'}"
+                     f", batch {meta.get('batch') or '16384 / seqlen'}; the peers get K / V repeated "
+                     "over each GQA group (outside the timed region; their backward includes the "
+                     "sum over the group).")
     if "flex" in meta.get("providers", ()):
         lines.append(f"`flex(triton)` runs on head_dim {meta.get('flex_head_dims')} only "
                      "(one torch.compile per cell; --flex-head-dims).")

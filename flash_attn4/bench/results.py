@@ -65,6 +65,7 @@ class CellResult:
             **asdict(self.cell),
             "batch": self.cell.batch,
             "heads": self.cell.heads,
+            "kv_heads": self.cell.kv_heads,
             "flops": self.cell.flops,
             "results": {p: asdict(r) for p, r in self.results.items()},
             "fa4_check": None if self.check is None else {**asdict(self.check), "ok": self.check.ok},
@@ -76,7 +77,8 @@ class CellResult:
 
 def cell_from_json(data: dict) -> CellResult:
     """Inverse of CellResult.to_json (derived fields are recomputed)."""
-    cell = Cell(data["mode"], data["causal"], data["head_dim"], data["seqlen"])
+    cell = Cell(data["mode"], data["causal"], data["head_dim"], data["seqlen"],
+                data.get("kv_heads_override"), data.get("batch_override"))
     results = {p: ProviderResult(**r) for p, r in data["results"].items()}
     check = data.get("fa4_check")
     return CellResult(cell, results, None if check is None else

@@ -124,8 +124,10 @@ def run_cell(cell: Cell, providers: list[Provider], dtype: torch.dtype, warmup_m
              rep_ms: float, log: Callable[[str], None], cooldown_s: float = 0.0) -> CellResult:
     torch.manual_seed(0)
     shape = (cell.batch, cell.seqlen, cell.heads, cell.head_dim)
+    kv_shape = (cell.batch, cell.seqlen, cell.kv_heads, cell.head_dim)
     bwd = cell.mode == "bwd"
-    q, k, v = (torch.randn(shape, device="cuda", dtype=dtype, requires_grad=bwd) for _ in range(3))
+    q, k, v = (torch.randn(s, device="cuda", dtype=dtype, requires_grad=bwd)
+               for s in (shape, kv_shape, kv_shape))
     dout = torch.randn(shape, device="cuda", dtype=dtype) if bwd else None
     cell_result = CellResult(cell)
     for provider in providers:
