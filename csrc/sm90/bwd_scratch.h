@@ -18,8 +18,8 @@
 //             when head_splits > 1: a GQA group's query heads are split over head_splits CTAs
 //             per (key block, kv head) (few kv heads leave SMs idle otherwise), heads_per_split
 //             each; a CTA writes its dK (already times softmax_scale) / dV sums to its slice
-//             (blockIdx.y), and bwd_reduce_dkv adds the splits in a fixed order (deterministic in
-//             both modes).
+//             (kv head * head_splits + split), and bwd_reduce_dkv adds the splits in a fixed
+//             order (deterministic in both modes).
 // Each sequence's rows start at a multiple of kAlignRows inside a head's rows, so every query
 // block of the main kernel reads its lse_log2 / dpsum slice with one aligned bulk copy and never
 // touches another sequence's rows. Varlen q: sequence b starts at
@@ -68,8 +68,8 @@ struct BwdScratch {
     return int64_t(h) * rows_per_head + row0(a, b) + row;
   }
 
-  // Row of key `row` of sequence b in dk_partial / dv_partial, in slice `slice` (kv head * head_splits
-  // + split; the main kernel's blockIdx.y).
+  // Row of key `row` of sequence b in dk_partial / dv_partial, in slice `slice` (kv head *
+  // head_splits + split).
   FA4_HOST_DEVICE int64_t partial_row(const AttnParams& a, int b, int row, int slice) const {
     const int64_t key = a.cu_seqlens_k != nullptr ? int64_t(a.cu_seqlens_k[b]) : int64_t(b) * a.seqlen_k;
     return int64_t(slice) * key_rows + key + row;
