@@ -1,7 +1,8 @@
 #!/bin/bash
 # Builds bench_bwd (the backward main-kernel timer) from the tree it runs in:
 #   build_bench_bwd.sh OUT_BINARY [JOBS]   (run from the tree's root; CUTLASS from $CUTLASS_INC;
-#   head dims from $BB_DIMS, default "64 128 256"; BB_TRACE=1, see bench/trace_bwd.py)
+#   head dims from $BB_DIMS, default "64 128 256"; BB_TRACE=1, see bench/trace_bwd.py; extra
+#   nvcc flags from $BB_FLAGS, e.g. -D switches of an experiment)
 # The harness sources are taken from $BB_SRC (default: this tree's csrc/sm90/test), so that an
 # old tree without them can be timed with the current harness.
 set -e
@@ -11,7 +12,7 @@ CUT=${CUTLASS_INC:-third_party/cutlass/include}
 SRC=${BB_SRC:-csrc/sm90/test}
 OBJ=$(mktemp -d)
 mkdir -p $OBJ/inc/sm90/test && cp $SRC/bench_bwd.h $OBJ/inc/sm90/test/
-FLAGS="-std=c++17 -O3 -DNDEBUG -gencode=arch=compute_90a,code=sm_90a --expt-relaxed-constexpr --expt-extended-lambda --use_fast_math -Xptxas -v -I$OBJ/inc -Icsrc -I$CUT"
+FLAGS="-std=c++17 -O3 -DNDEBUG -gencode=arch=compute_90a,code=sm_90a --expt-relaxed-constexpr --expt-extended-lambda --use_fast_math -Xptxas -v -I$OBJ/inc -Icsrc -I$CUT ${BB_FLAGS:-}"
 export FLAGS OBJ SRC
 DIMS=${BB_DIMS:-64 128 256}
 # BB_TRACE=1: a tree instrumented by bench/trace_bwd.py, one head dim; the binary prints timelines.
