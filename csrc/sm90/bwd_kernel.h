@@ -211,6 +211,18 @@ struct BwdTraits {
   using TmadO = TmaLoad<decltype(take<0, 2>(SmemLayoutdO{})), kBlockM, kHeadDimV>;
   using TmaK = TmaLoad<SmemLayoutK, kBlockN, kHeadDim>;
   using TmaV = TmaLoad<SmemLayoutV, kBlockN, kHeadDimV>;
+  // dK / dV leave their shared-memory staging (sK / sV) by TMA stores (batched K / V; varlen /
+  // seqused keys keep the row-predicated 16-byte stores): one thread issues them and the other
+  // 255 return, where 256 threads' 16-byte stores held every CTA until they drained. H100, main
+  // kernel: d 128 s 1k +2 %, causal 1k +4 %, 4k and 16k 0; d 256 0; d 64 (kBlockM = 128) -5..-7 %
+  // from the spills the store code adds to its consumers, so it keeps the 16-byte stores.
+  static constexpr bool kTmaStoreDKV = kBlockM == 64;
+  template <class SmemLayout, int kCols>
+  using TmaStore = decltype(make_tma_copy(
+      SM90_TMA_STORE{}, make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GLayout{}),
+      SmemLayout{}, Shape<Int<kBlockN>, Int<kCols>>{}, _1{}));
+  using TmadK = TmaStore<SmemLayoutK, kHeadDim>;
+  using TmadV = TmaStore<SmemLayoutV, kHeadDimV>;
 
   using Pipeline = cutlass::PipelineTmaAsync<kStages>;
   using PipelineState = typename Pipeline::PipelineState;
@@ -249,14 +261,18 @@ struct BwdKernelParams {
   typename Traits::TmadO tma_do;
   typename Traits::TmaK tma_k;
   typename Traits::TmaV tma_v;
+  typename Traits::TmadK tma_dk;
+  typename Traits::TmadV tma_dv;
   // q / dO: (rows, d, heads, batch) or (total_q, d, heads, 1) when q is varlen;
   // k / v:  (rows, d, heads_kv, batch) or (total_k, d, heads_kv, 1) when k is varlen.
   typename Traits::GLayout layout_q, layout_do, layout_k, layout_v;
+  typename Traits::GLayout layout_dk, layout_dv;  // like layout_k / layout_v
   AttnBwdParams attn;
   BwdScratch scratch;
   float scale_log2;    // softmax_scale * log2(e) (no softcap)
   bool zero_q_tail;    // Q / dO rows past q_len(b) may hold anything (varlen, seqused_q)
-  bool zero_kv_tail;   // K / V rows past k_len(b) may hold anything (varlen, seqused_k)
+  bool zero_kv_tail;   // K / V rows past k_len(b) may hold anything (varlen, seqused_k); then
+                       // dK / dV rows past k_len(b) must not be written either (no TMA store)
 };
 
 namespace detail {
@@ -360,6 +376,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     prefetch_tma_descriptor(p.tma_do.get_tma_descriptor());
     prefetch_tma_descriptor(p.tma_k.get_tma_descriptor());
     prefetch_tma_descriptor(p.tma_v.get_tma_descriptor());
+    prefetch_tma_descriptor(p.tma_dk.get_tma_descriptor());
+    prefetch_tma_descriptor(p.tma_dv.get_tma_descriptor());
     ss.barrier_kv.init(1);
     if constexpr (Traits::kPingPong) {
       for (int b = 0; b < Traits::kDSBuffers; ++b) ss.ds_full[b].init(128 * Traits::kNumConsumerWG);
@@ -864,8 +882,26 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     copy(tdKrdKe, thr_dk.partition_C(sK));
     copy(tdVrdVe, thr_dv.partition_C(sV));
   }
+  const bool tma_store = Traits::kTmaStoreDKV && !p.zero_kv_tail;
+  if (tma_store) cutlass::arch::fence_view_async_shared();  // read by the TMA stores
   cutlass::arch::NamedBarrier::sync(kConsumerThreads, kBarEpilogue);
-  {
+  if (tma_store) {
+    // Two TMA stores (rows past seqlen_k clipped) from one thread; the others return.
+    if (ctid == 0) {
+      Tensor mdK = p.tma_dk.get_tma_tensor(p.layout_dk.shape())(_, _, slice, batch);
+      Tensor mdV = p.tma_dv.get_tma_tensor(p.layout_dv.shape())(_, _, slice, batch);
+      Tensor gdK = local_tile(mdK, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, _0{}));
+      Tensor gdV = local_tile(mdV, Shape<Int<kBlockN>, Int<kHeadDimV>>{}, make_coord(n_block, _0{}));
+      auto [tdKg, tdKs] = tma_partition(p.tma_dk, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
+                                        group_modes<0, 2>(gdK));
+      auto [tdVg, tdVs] = tma_partition(p.tma_dv, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
+                                        group_modes<0, 2>(gdV));
+      copy(p.tma_dk, tdKs, tdKg);
+      copy(p.tma_dv, tdVs, tdVg);
+      tma_store_arrive();
+      tma_store_wait<0>();  // shared memory read before the CTA ends
+    }
+  } else {
     // 16-byte chunks of the rows inside the sequence.
     const int rows = min(kBlockN, k_len - n0);
     Element* dk = static_cast<Element*>(attn.dk);
