@@ -217,6 +217,13 @@ struct BwdTraits {
   // kernel: d 128 s 1k +2 %, causal 1k +4 %, 4k and 16k 0; d 256 0; d 64 (kBlockM = 128) -5..-7 %
   // from the spills the store code adds to its consumers, so it keeps the 16-byte stores.
   static constexpr bool kTmaStoreDKV = kBlockM == 64;
+  // K first, then the first Q block, then V and the first dO block, with K and V on their own
+  // barriers: a CTA's first loads share its memory bandwidth, and the first S^T GEMM needs only
+  // K and Q. H100, main kernel, two A/Bs: d 128 +1.4..+2 % at s 1k, +2..+5.6 % at 4k, +3 % at
+  // 16k (causal and not). d 64 (kBlockM = 128) lost 2-6 % and d 256 1-2 % (the producer's and
+  // the first block's extra code), so only the d 128 ping-pong config takes it; the others load
+  // K and V first, on one barrier.
+  static constexpr bool kKThenQ = kPingPong && kBlockM == 64;
   template <class SmemLayout, int kCols>
   using TmaStore = decltype(make_tma_copy(
       SM90_TMA_STORE{}, make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GLayout{}),
@@ -227,7 +234,6 @@ struct BwdTraits {
   using Pipeline = cutlass::PipelineTmaAsync<kStages>;
   using PipelineState = typename Pipeline::PipelineState;
 
-  static constexpr uint32_t kTmaBytesKV = kBlockN * (kHeadDim + kHeadDimV) * sizeof(Element);
   // A Q (or dO) block plus its lse (or D) slice.
   static constexpr uint32_t kStageBytesQ = kBlockM * kHeadDim * sizeof(Element) + kBlockM * 4;
   static constexpr uint32_t kStageBytesdO = kBlockM * kHeadDimV * sizeof(Element) + kBlockM * 4;
@@ -242,7 +248,9 @@ struct BwdTraits {
     alignas(128) float dq[kBlockM * kHeadDim];  // dQ_partial in dq_accum's layout (dq_accum_col)
     alignas(16) float lse_log2[kStages][kBlockM];
     alignas(16) float dpsum[kStages][kBlockM];
-    alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_kv;
+    // K landed (and V, unless kKThenQ); V landed (kKThenQ).
+    alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_k;
+    cutlass::arch::ClusterTransactionBarrier barrier_v;
     // kPingPong: both warpgroups' halves of a dS buffer are written.
     cutlass::arch::ClusterBarrier ds_full[kDSBuffers];
     // kdQPerWG: warpgroup w's half of dq staged (128 arrivals) / taken by the dQ warp (1 arrival);
@@ -378,7 +386,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     prefetch_tma_descriptor(p.tma_v.get_tma_descriptor());
     prefetch_tma_descriptor(p.tma_dk.get_tma_descriptor());
     prefetch_tma_descriptor(p.tma_dv.get_tma_descriptor());
-    ss.barrier_kv.init(1);
+    ss.barrier_k.init(1);
+    ss.barrier_v.init(1);
     if constexpr (Traits::kPingPong) {
       for (int b = 0; b < Traits::kDSBuffers; ++b) ss.ds_full[b].init(128 * Traits::kNumConsumerWG);
     }
@@ -416,19 +425,31 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     if (threadIdx.x == 0) {
       const int k_row0 = k_varlen ? attn.cu_seqlens_k[batch] : 0;
       const int head_kv = splits == 1 ? slice : slice / splits;
-      Tensor mK = p.tma_k.get_tma_tensor(p.layout_k.shape())(_, _, head_kv, k_varlen ? 0 : batch);
-      Tensor mV = p.tma_v.get_tma_tensor(p.layout_v.shape())(_, _, head_kv, k_varlen ? 0 : batch);
-      Tensor gK = local_tile(domain_offset(make_coord(k_row0, _0{}), mK),
-                             Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, _0{}));
-      Tensor gV = local_tile(domain_offset(make_coord(k_row0, _0{}), mV),
-                             Shape<Int<kBlockN>, Int<kHeadDimV>>{}, make_coord(n_block, _0{}));
-      auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
-                                      group_modes<0, 2>(gK));
-      auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
-                                      group_modes<0, 2>(gV));
-      ss.barrier_kv.arrive_and_expect_tx(Traits::kTmaBytesKV);
-      copy(p.tma_k.with(reinterpret_cast<uint64_t&>(ss.barrier_kv), 0), tKg, tKs);
-      copy(p.tma_v.with(reinterpret_cast<uint64_t&>(ss.barrier_kv), 0), tVg, tVs);
+      auto load_k = [&] {
+        Tensor mK = p.tma_k.get_tma_tensor(p.layout_k.shape())(_, _, head_kv, k_varlen ? 0 : batch);
+        Tensor gK = local_tile(domain_offset(make_coord(k_row0, _0{}), mK),
+                               Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, _0{}));
+        auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
+                                        group_modes<0, 2>(gK));
+        // One arrival per barrier phase: without kKThenQ it expects V's bytes too.
+        constexpr int kCols = kHeadDim + (Traits::kKThenQ ? 0 : kHeadDimV);
+        ss.barrier_k.arrive_and_expect_tx(kBlockN * kCols * sizeof(Element));
+        copy(p.tma_k.with(reinterpret_cast<uint64_t&>(ss.barrier_k), 0), tKg, tKs);
+      };
+      // On barrier_v (kKThenQ) or on barrier_k, whose arrival load_k made.
+      auto load_v = [&] {
+        Tensor mV = p.tma_v.get_tma_tensor(p.layout_v.shape())(_, _, head_kv, k_varlen ? 0 : batch);
+        Tensor gV = local_tile(domain_offset(make_coord(k_row0, _0{}), mV),
+                               Shape<Int<kBlockN>, Int<kHeadDimV>>{}, make_coord(n_block, _0{}));
+        auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
+                                        group_modes<0, 2>(gV));
+        auto& barrier = Traits::kKThenQ ? ss.barrier_v : ss.barrier_k;
+        if constexpr (Traits::kKThenQ)
+          barrier.arrive_and_expect_tx(kBlockN * kHeadDimV * sizeof(Element));
+        copy(p.tma_v.with(reinterpret_cast<uint64_t&>(barrier), 0), tVg, tVs);
+      };
+      load_k();
+      if constexpr (!Traits::kKThenQ) load_v();
 
       const int q_row0 = q_varlen ? attn.cu_seqlens_q[batch] : 0;
       PipelineState wr = cutlass::make_producer_start_state<Pipeline>();
@@ -451,6 +472,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           copy(p.tma_q.with(*bar_q, 0), tQg, tQs(_, wr.index()));
           SM90_BULK_COPY_G2S::copy(scratch.lse_log2 + srow, bar_q, ss.lse_log2[wr.index()],
                                    kBlockM * 4);
+          if constexpr (Traits::kKThenQ) {
+            if (h == slice * slice_heads && i == 0) load_v();
+          }
           pipe_do.producer_acquire(wr);
           uint64_t* bar_do = pipe_do.producer_get_barrier(wr);
           copy(p.tma_do.with(*bar_do, 0), tdOg, tdOs(_, wr.index()));
@@ -565,8 +589,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   Tensor cdQ = make_identity_tensor(select<0, 1>(typename Traits::TileShapedQ{}));
   Tensor tdQcdQ = thr_dq.partition_C(cdQ);
 
-  ss.barrier_kv.wait(0);
+  ss.barrier_k.wait(0);
   if (p.zero_kv_tail && n0 + kBlockN > k_len) {
+    if constexpr (Traits::kKThenQ) ss.barrier_v.wait(0);
     // K / V rows past k_len: P and dS are 0 there, but 0 * NaN is NaN inside the MMAs.
     clear_rows_from<kBlockN, kHeadDim>(sK, k_len - n0, ctid, kConsumerThreads);
     clear_rows_from<kBlockN, kHeadDimV>(sV, k_len - n0, ctid, kConsumerThreads);
@@ -653,6 +678,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       Tensor tdPrdP = partition_fragment_C(mma_sdp, select<0, 1>(typename Traits::TileShapeSdP{}));
       turn_wait();
       wg_gemm<true, -1>(mma_sdp, tSrK, tSrQ(_, _, _, stage), tSrS);
+      if constexpr (Traits::kKThenQ) {
+        if (iter == 0) ss.barrier_v.wait(0);
+      }
       wg_gemm<true, -1>(mma_sdp, tdPrV, tdPrdO(_, _, _, stage), tdPrdP);
       turn_pass(false);
       warpgroup_wait<1>();  // S^T done, dP^T still running
