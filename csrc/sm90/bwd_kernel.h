@@ -384,8 +384,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     prefetch_tma_descriptor(p.tma_do.get_tma_descriptor());
     prefetch_tma_descriptor(p.tma_k.get_tma_descriptor());
     prefetch_tma_descriptor(p.tma_v.get_tma_descriptor());
-    prefetch_tma_descriptor(p.tma_dk.get_tma_descriptor());
-    prefetch_tma_descriptor(p.tma_dv.get_tma_descriptor());
+    if (Traits::kTmaStoreDKV && !p.zero_kv_tail) {  // built by the launch only then
+      prefetch_tma_descriptor(p.tma_dk.get_tma_descriptor());
+      prefetch_tma_descriptor(p.tma_dv.get_tma_descriptor());
+    }
     ss.barrier_k.init(1);
     ss.barrier_v.init(1);
     if constexpr (Traits::kPingPong) {

@@ -53,21 +53,23 @@ cudaError_t launch_bwd(const AttnBwdParams& a, const BwdScratch& scratch, cudaSt
                           Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{});
   p.tma_v = make_tma_copy(SM90_TMA_LOAD{}, mV, typename Traits::SmemLayoutV{},
                           Shape<Int<kBlockN>, Int<kHeadDimV>>{}, _1{});
-  p.layout_dk = make_gmem_layout(kv_rows, a.head_dim, a.heads_kv, kv_batch, a.dk_row_stride,
-                                 a.dk_head_stride, a.dk_batch_stride);
-  p.layout_dv = make_gmem_layout(kv_rows, a.head_dim_v, a.heads_kv, kv_batch, a.dv_row_stride,
-                                 a.dv_head_stride, a.dv_batch_stride);
-  Tensor mdK = make_tensor(make_gmem_ptr(static_cast<Element*>(a.dk)), p.layout_dk);
-  Tensor mdV = make_tensor(make_gmem_ptr(static_cast<Element*>(a.dv)), p.layout_dv);
-  p.tma_dk = make_tma_copy(SM90_TMA_STORE{}, mdK, typename Traits::SmemLayoutK{},
-                           Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{});
-  p.tma_dv = make_tma_copy(SM90_TMA_STORE{}, mdV, typename Traits::SmemLayoutV{},
-                           Shape<Int<kBlockN>, Int<kHeadDimV>>{}, _1{});
   p.attn = a;
   p.scratch = scratch;
   p.scale_log2 = a.softmax_scale * kLog2e;
   p.zero_q_tail = a.q_varlen() || a.seqused_q != nullptr;
   p.zero_kv_tail = k_varlen || a.seqused_k != nullptr;
+  if (Traits::kTmaStoreDKV && !p.zero_kv_tail) {  // the kernel's TMA stores of dK / dV
+    p.layout_dk = make_gmem_layout(kv_rows, a.head_dim, a.heads_kv, kv_batch, a.dk_row_stride,
+                                   a.dk_head_stride, a.dk_batch_stride);
+    p.layout_dv = make_gmem_layout(kv_rows, a.head_dim_v, a.heads_kv, kv_batch, a.dv_row_stride,
+                                   a.dv_head_stride, a.dv_batch_stride);
+    Tensor mdK = make_tensor(make_gmem_ptr(static_cast<Element*>(a.dk)), p.layout_dk);
+    Tensor mdV = make_tensor(make_gmem_ptr(static_cast<Element*>(a.dv)), p.layout_dv);
+    p.tma_dk = make_tma_copy(SM90_TMA_STORE{}, mdK, typename Traits::SmemLayoutK{},
+                             Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{});
+    p.tma_dv = make_tma_copy(SM90_TMA_STORE{}, mdV, typename Traits::SmemLayoutV{},
+                             Shape<Int<kBlockN>, Int<kHeadDimV>>{}, _1{});
+  }
 
   auto kernel = bwd_kernel<Traits>;
   constexpr int smem = Traits::kSmemBytes;
