@@ -5,9 +5,9 @@
 // sees its keys, so dK / dV need no atomics and no second pass (GQA included). With few kv heads
 // (MQA, small batch) a group's query heads are split over head_splits CTAs instead, each writing
 // fp32 partial sums that a fixed-order reduction adds (bwd_api.cu).
-//   WG0  producer: one thread TMA-loads K and V once, then streams Q (+ lse) and dO (+ D) blocks of
-//        kBlockM rows through two kStages-deep PipelineTmaAsync pipelines (lse and D with bulk
-//        copies into the same stage barriers).
+//   WG0  producer: one thread TMA-loads K and V once (kKThenQ: V after the first Q block), then
+//        streams Q (+ lse) and dO (+ D) blocks of kBlockM rows through two kStages-deep
+//        PipelineTmaAsync pipelines (lse and D with bulk copies into the same stage barriers).
 //   WG1, WG2  consumers, 64 keys each (kBlockN = 128). Per query block, in the transposed orientation so that the
 //        key dimension is the WGMMA M dimension and P / dS stay in registers for dV and dK:
 //          S^T = K Q^T, dP^T = V dO^T             (SS-WGMMA)
@@ -35,7 +35,8 @@
 //        add in increasing key order (a semaphore per query block; a key block only waits for
 //        lower key blocks of the same (batch, head), which were scheduled before it).
 // Epilogue: dK (times softmax_scale) and dV converted, staged in shared memory (aliasing K / V)
-// and stored with 16-byte stores for the keys inside the sequence.
+// and stored with two TMA stores (kTmaStoreDKV, batched keys) or with 16-byte stores of the keys
+// inside the sequence.
 #pragma once
 
 #include <cuda_bf16.h>
