@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import torch
 
-from .ops import FWD_ARGS, AttentionFunction
+from .ops import AttentionFunction
 
 _NOT_IMPLEMENTED = "fa4: not implemented: "
 
 
 def _window(window_size):
-    if window_size is None:
+    if window_size is None or window_size == (-1, -1):
         return -1, -1
     if not isinstance(window_size, (tuple, list)) or len(window_size) != 2:
         raise ValueError(f"window_size must be a pair (left, right), got {window_size!r}")
@@ -42,27 +42,27 @@ def _attention(q, k, v, *, softmax_scale, causal, window_size, softcap, learnabl
                cu_seqlens_k=None, seqused_q=None, seqused_k=None, max_seqlen_q=None,
                max_seqlen_k=None, page_table=None):
     left, right = _window(window_size)
+    # fa4::fwd's arguments in schema order (ops.FWD_ARGS), positional: keyword parsing costs host
+    # time on every call.
     args = (q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_q, seqused_k, max_seqlen_q, max_seqlen_k,
-            page_table, learnable_sink)
-    kwargs = dict(softmax_scale=softmax_scale, causal=causal, window_size_left=left,
-                  window_size_right=right, softcap=softcap, num_splits=num_splits,
-                  pack_gqa=pack_gqa, deterministic=deterministic)
-    needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (q, k, v, learnable_sink))
+            page_table, learnable_sink, softmax_scale, causal, left, right, softcap, num_splits,
+            pack_gqa, deterministic)
+    needs_grad = torch.is_grad_enabled() and (
+        q.requires_grad or k.requires_grad or v.requires_grad
+        or (learnable_sink is not None and learnable_sink.requires_grad))
     if out is None:
         if needs_grad and not torch.compiler.is_compiling():
-            # Eager autograd through AttentionFunction (ops.py says why); arguments in schema order.
-            named = dict(zip(FWD_ARGS, args), **kwargs)
-            out, lse = _call(AttentionFunction.apply, *(named.get(name) for name in FWD_ARGS))
+            # Eager autograd through AttentionFunction (ops.py says why).
+            out, lse = _call(AttentionFunction.apply, q, k, v, learnable_sink, args)
         else:
-            out, lse = _call(torch.ops.fa4.fwd, *args, **kwargs)
+            out, lse = _call(torch.ops.fa4.fwd, *args)
     else:
         if needs_grad:
             raise ValueError("out= writes into a preallocated buffer and has no backward; call it "
                              "under torch.no_grad() or drop out= (inputs require grad)")
         lse_shape = (q.shape[1], q.shape[0]) if cu_seqlens_q is not None else (q.shape[0], q.shape[2], q.shape[1])
         lse = q.new_empty(lse_shape, dtype=torch.float32)
-        _call(torch.ops.fa4.fwd.out, *args, **kwargs, out=out, lse=lse)
+        _call(torch.ops.fa4.fwd.out, *args, out=out, lse=lse)
     return (out, lse) if return_lse else out
 
 
