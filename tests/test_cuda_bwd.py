@@ -196,6 +196,77 @@ def test_bwd_deterministic(monkeypatch, d, splits):
             assert torch.equal(a, b), f"{name} differs on run {i + 1}"
 
 
+# The dQ convert is a programmatic dependent launch that starts on the SMs the main kernel's last
+# wave leaves idle and waits per (batch, head) for the key blocks that add into it (bwd_api.cu);
+# FA4_BWD_SERIAL_CONVERT=1 launches it after the main kernel. Same bits both ways (deterministic
+# mode fixes the dQ summation order), including masks and sequences where the main kernel skips
+# key blocks (the count the convert waits for must match exactly: too high hangs, too low races).
+@pytest.mark.parametrize("case", ["causal_gqa", "window_unequal", "varlen_causal", "d256_causal",
+                                  "gqa_split4"])
+def test_bwd_convert_overlap_matches_serial(monkeypatch, case):
+    torch.manual_seed(0)
+    dt = torch.bfloat16
+    varlen = case == "varlen_causal"
+    if case == "gqa_split4":
+        force_head_splits(monkeypatch, "4")
+    d = {"window_unequal": 64, "d256_causal": 256}.get(case, 128)
+    if varlen:
+        lens_q, lens_k = [0, 300, 1, 1100, 77], [5, 280, 900, 1000, 0]
+        cu_q, cu_k = make_cu_seqlens(lens_q, "cuda"), make_cu_seqlens(lens_k, "cuda")
+        shapes = [(sum(lens_q), 4, d), (sum(lens_k), 2, d), (sum(lens_k), 2, d), (sum(lens_q), 4, d)]
+    else:
+        sq, sk = (300, 1000) if case == "window_unequal" else (1100, 1100)
+        hq, hkv = (8, 2) if case in ("causal_gqa", "gqa_split4") else (4, 4)
+        shapes = [(2, sq, hq, d), (2, sk, hkv, d), (2, sk, hkv, d), (2, sq, hq, d)]
+    q, k, v, grad_out = (torch.randn(*sh, device="cuda", dtype=dt) for sh in shapes)
+    kw = dict(window_size=(50, 7)) if case == "window_unequal" else dict(causal=True)
+
+    def run():
+        inputs = [leaf(q), leaf(k), leaf(v)]
+        if varlen:
+            out = fa.flash_attn_varlen_func(*inputs, cu_q, cu_k, max(lens_q), max(lens_k),
+                                            deterministic=True, **kw)
+        else:
+            out = fa.flash_attn_func(*inputs, deterministic=True, **kw)
+        return torch.autograd.grad(out, inputs, grad_out)
+
+    overlapped = run()
+    monkeypatch.setenv("FA4_BWD_SERIAL_CONVERT", "1")
+    serial = run()
+    for name, a, b in zip(["dq", "dk", "dv"], overlapped, serial):
+        assert torch.equal(a, b), name
+
+
+def test_bwd_cuda_graph_replay():
+    """Forward and backward captured in a CUDA graph (the dQ convert's programmatic dependent
+    launch becomes a programmatic edge) and replayed on new inputs: the eager results, bitwise."""
+    torch.manual_seed(0)
+    shape = (2, 700, 4, 128)
+    static = [torch.randn(shape, device="cuda", dtype=torch.bfloat16) for _ in range(4)]
+
+    def step(q, k, v, go):
+        inputs = [leaf(q), leaf(k), leaf(v)]
+        out = fa.flash_attn_func(*inputs, causal=True, deterministic=True)
+        return torch.autograd.grad(out, inputs, go)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step(*static)  # warm-up outside the capture (allocations, lazy init)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = step(*static)
+    for _ in range(3):
+        fresh = [torch.randn(shape, device="cuda", dtype=torch.bfloat16) for _ in range(4)]
+        for dst, src in zip(static, fresh):
+            dst.copy_(src)
+        graph.replay()
+        torch.cuda.synchronize()
+        for name, got, want in zip(["dq", "dk", "dv"], captured, step(*fresh)):
+            assert torch.equal(got, want), name
+
+
 def test_bwd_cuda_matches_cpu_kernel():
     """The CUDA and CPU backward kernels on the same (CUDA-forward) out / lse."""
     torch.manual_seed(0)

@@ -4,7 +4,9 @@
 //      it also zeroes the rows' dQ accumulator and the semaphores (the workspace comes unfilled)
 //   2. main kernel (instantiations/bwd_*): dK, dV, and dQ summed into the fp32 accumulator
 //   3. postprocess: dQ = accumulator * softmax_scale in q's dtype; dsink reduced per head in a
-//      fixed order (deterministic in both modes)
+//      fixed order (deterministic in both modes). The dQ convert is a programmatic dependent
+//      launch: its blocks start once every main-kernel CTA has started, on the SMs the last wave
+//      leaves idle, and each waits only for the key blocks of its own (batch, head) (dq_done).
 #include <stdint.h>
 
 #include <algorithm>
@@ -26,7 +28,7 @@ namespace {
 constexpr int kMinBlockM = 64;  // smallest kBlockM of the table: sizes the semaphore array
 
 struct WorkspaceLayout {
-  size_t dq_accum, lse_log2, dpsum, semaphore, dk_partial, dv_partial, total;
+  size_t dq_accum, lse_log2, dpsum, semaphore, dq_done, dk_partial, dv_partial, total;
   int head_splits;
   int64_t key_rows;
 };
@@ -109,7 +111,8 @@ WorkspaceLayout workspace_layout(const AttnBwdParams& a) {
   w.lse_log2 = align256(w.dq_accum + rows * a.head_dim * sizeof(float));
   w.dpsum = align256(w.lse_log2 + rows * sizeof(float));
   w.semaphore = align256(w.dpsum + rows * sizeof(float));
-  w.dk_partial = align256(w.semaphore + size_t(a.batch) * a.heads_q * m_blocks * sizeof(int32_t));
+  w.dq_done = align256(w.semaphore + size_t(a.batch) * a.heads_q * m_blocks * sizeof(int32_t));
+  w.dk_partial = align256(w.dq_done + size_t(a.batch) * a.heads_q * sizeof(int32_t));
   w.dv_partial = align256(w.dk_partial + partial_rows * a.head_dim * sizeof(float));
   w.total = align256(w.dv_partial + partial_rows * a.head_dim_v * sizeof(float));
   return w;
@@ -142,6 +145,7 @@ __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
   const int warp_row0 = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * (32 / lanes);
   const int row = warp_row0 + lane / lanes;
   const int head = blockIdx.y, batch = blockIdx.z;
+  if (blockIdx.x == 0 && threadIdx.x == 0) s.dq_done[int64_t(batch) * a.heads_q + head] = 0;
   const int q_len = a.q_len(batch);
   const int padded = (q_len + BwdScratch::kAlignRows - 1) / BwdScratch::kAlignRows *
                      BwdScratch::kAlignRows;
@@ -185,15 +189,65 @@ __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
   s.lse_log2[i] = lse_log2;
 }
 
+// What a dQ convert block of (batch, head) waits for before it reads dq_accum: every key-block
+// CTA of the main kernel that adds into the head's rows has counted itself in dq_done (after its
+// bulk reduce-adds completed), i.e. the key blocks the main kernel does not skip: those below
+// k_len(b) that some query of the sequence sees (the same MaskSpec test as the kernel's).
+struct DqReady {
+  int block_n;  // the main kernel's kBlockN
+  bool local;   // its kIsLocal (has_local_mask)
+};
+__device__ int dq_contributors(const AttnBwdParams& a, int batch, DqReady r) {
+  const int q_len = a.q_len(batch), k_len = a.k_len(batch);
+  if (q_len <= 0) return 0;
+  const int n_blocks = (k_len + r.block_n - 1) / r.block_n;
+  if (!r.local) return n_blocks;
+  const MaskSpec mask = make_mask(q_len, k_len, a.causal, a.window_left, a.window_right);
+  int count = 0;
+  for (int n = 0; n < n_blocks; ++n) {
+    int lo, hi;
+    mask.query_range(n * r.block_n, n * r.block_n + r.block_n, &lo, &hi);
+    count += lo < hi;
+  }
+  return count;
+}
+// Called by the whole block, which has rows to convert.
+__device__ void wait_dq_ready(const AttnBwdParams& a, const BwdScratch& s, int batch, int head,
+                              DqReady r) {
+  if (threadIdx.x == 0) {
+    const int32_t* done = s.dq_done + int64_t(batch) * a.heads_q + head;
+    const int expected = dq_contributors(a, batch, r);
+    for (;;) {
+      int v;
+      asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(done) : "memory");
+      if (v >= expected) break;
+      __nanosleep(256);
+    }
+  }
+  __syncthreads();
+}
+// The convert grid may end only once the main kernel has (its dK / dV are read by what follows
+// on the stream; a programmatic dependent grid could otherwise complete before its primary): its
+// last block waits for it. Not every block: blocks parked at the end would hold their SMs, and
+// the rest of the convert could not start until the main kernel ended.
+__device__ void wait_main_kernel_if_last_block() {
+  if (threadIdx.x == 0 && blockIdx.x == gridDim.x - 1 && blockIdx.y == gridDim.y - 1 &&
+      blockIdx.z == gridDim.z - 1)
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+}
+
 // dq = dq_accum * softmax_scale (row-major dq_accum, dq_wg_cols == 0): head_dim / 8 lanes per row
 // (a power of two, several rows per warp), each converting 8 columns (one permuted 8-float chunk)
 // into one 16-byte store (dq is allocated by the op: contiguous, 16-byte aligned rows).
 template <typename T>
-__global__ void bwd_convert_dq(AttnBwdParams a, BwdScratch s) {
+__global__ void bwd_convert_dq(AttnBwdParams a, BwdScratch s, DqReady ready) {
   const int lanes = lanes_per_row(a.head_dim);
   const int lane = threadIdx.x % 32, sub = lane % lanes;
+  const int rows_per_block = (blockDim.x / 32) * (32 / lanes);
   const int row = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * (32 / lanes) + lane / lanes;
   const int head = blockIdx.y, batch = blockIdx.z;
+  wait_main_kernel_if_last_block();
+  if (int(blockIdx.x) * rows_per_block < a.q_len(batch)) wait_dq_ready(a, s, batch, head, ready);
   if (row >= a.q_len(batch)) return;
   const float* acc = s.dq_accum + s.row_index(a, batch, head, row) * a.head_dim;
   T* dq = static_cast<T*>(a.dq) + a.dq_offset(batch, row, head);
@@ -220,14 +274,16 @@ constexpr int kConvertFragThreads = 256;
 constexpr int kConvertFragMaxCols = 64;
 template <typename T>
 __global__ void __launch_bounds__(kConvertFragThreads)
-    bwd_convert_dq_frag(AttnBwdParams a, BwdScratch s) {
+    bwd_convert_dq_frag(AttnBwdParams a, BwdScratch s, DqReady ready) {
   __shared__ float4 chunk[64 * kConvertFragMaxCols / 4];
   const int n = s.dq_wg_cols;
   const int block = blockIdx.x / 2, w = blockIdx.x % 2;
   const int head = blockIdx.y, batch = blockIdx.z;
   const int row0 = block * 64;
   const int rows = min(64, a.q_len(batch) - row0);
+  wait_main_kernel_if_last_block();
   if (rows <= 0) return;
+  wait_dq_ready(a, s, batch, head, ready);
   const float4* src = reinterpret_cast<const float4*>(
       s.dq_accum + s.row_index(a, batch, head, row0) * a.head_dim + int64_t(w) * 64 * n);
   for (int i = threadIdx.x; i < 16 * n; i += kConvertFragThreads) chunk[i] = src[i];
@@ -328,13 +384,31 @@ cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStrea
   FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_DISPATCH)
 #undef FA4_SM90_BWD_DISPATCH
   if (err != cudaSuccess) return err;
+  DqReady ready{0, has_local_mask(a)};
+#define FA4_SM90_BWD_BLOCK_N(D, DV, BN, BM, ST, PP) \
+  if (a.head_dim == D && a.head_dim_v == DV) ready.block_n = BN;
+  FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_BLOCK_N)
+#undef FA4_SM90_BWD_BLOCK_N
+  // Programmatic dependent launch of the convert (see the top of this file);
+  // FA4_BWD_SERIAL_CONVERT=1 launches it after the main kernel instead (A/B, debugging).
+  const char* serial = std::getenv("FA4_BWD_SERIAL_CONVERT");
+  cudaLaunchAttribute pdl;
+  pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  pdl.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.stream = stream;
+  cfg.attrs = &pdl;
+  cfg.numAttrs = serial != nullptr && serial[0] == '1' ? 0 : 1;
   if (s.dq_wg_cols > 0) {
-    const dim3 frag_grid(padded / 64 * 2, a.heads_q, a.batch);
-    if (frag_grid.x > 0)
-      bwd_convert_dq_frag<T><<<frag_grid, kConvertFragThreads, 0, stream>>>(a, s);
+    cfg.gridDim = dim3(padded / 64 * 2, a.heads_q, a.batch);
+    cfg.blockDim = dim3(kConvertFragThreads);
+    if (cfg.gridDim.x > 0) err = cudaLaunchKernelEx(&cfg, bwd_convert_dq_frag<T>, a, s, ready);
   } else if (grid.x > 0) {
-    bwd_convert_dq<T><<<grid, 32 * kWarpsPerBlock, 0, stream>>>(a, s);
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(32 * kWarpsPerBlock);
+    err = cudaLaunchKernelEx(&cfg, bwd_convert_dq<T>, a, s, ready);
   }
+  if (err != cudaSuccess) return err;
   if (s.head_splits > 1) {
     constexpr int kReduceThreads = 256;
     int block_n = 0;
@@ -422,6 +496,7 @@ cudaError_t run_bwd(const AttnBwdParams& a, void* workspace, cudaStream_t stream
   s.lse_log2 = reinterpret_cast<float*>(base + w.lse_log2);
   s.dpsum = reinterpret_cast<float*>(base + w.dpsum);
   s.semaphore = reinterpret_cast<int32_t*>(base + w.semaphore);
+  s.dq_done = reinterpret_cast<int32_t*>(base + w.dq_done);
   s.head_splits = w.head_splits;
   s.heads_per_split = a.heads_q / a.heads_kv / w.head_splits;
   s.dk_partial = reinterpret_cast<float*>(base + w.dk_partial);

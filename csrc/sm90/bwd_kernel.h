@@ -408,6 +408,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   pp.transaction_bytes = Traits::kStageBytesdO;
   Pipeline pipe_do(ss.pipe_do, pp, Shape<_1, _1, _1>{});
   __syncthreads();
+  // The dQ convert (a programmatic dependent launch) may start once every CTA got here: it waits
+  // for its heads' dq_done counts itself.
+  asm volatile("griddepcontrol.launch_dependents;");
 
   Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename Traits::SmemLayoutQ{});
   Tensor sdO = make_tensor(make_smem_ptr(ss.dout.data()), typename Traits::SmemLayoutdO{});
@@ -535,6 +538,14 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
               red_release_add(sem, 1);
             }
           }
+        }
+        // This CTA's additions into head h's rows are complete: the dQ convert of the head waits
+        // for every key block's count (bwd_api.cu), not for the end of the kernel.
+        if (threadIdx.x == 32) {
+          asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");  // added, not just read
+          fence_proxy_async_global();
+          __threadfence();
+          red_release_add(scratch.dq_done + int64_t(batch) * attn.heads_q + h, 1);
         }
       }
     }

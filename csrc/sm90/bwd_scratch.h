@@ -14,6 +14,9 @@
 //             padding rows, so that P = exp2(s - lse_log2) = 0 there
 //   dpsum     float (heads_q, rows_per_head): D = rowsum(dO * O) - dlse; 0 for padding rows
 //   semaphore int32 (batch, heads_q, m_blocks): deterministic mode, key blocks done per query block
+//   dq_done   int32 (batch, heads_q): key-block CTAs whose dQ additions into the head's rows have
+//             completed (the dQ convert of a head starts once all of them have, possibly while
+//             the main kernel's last CTAs still run: bwd_api.cu)
 //   dk_partial, dv_partial  float (heads_kv, head_splits, key_rows, head_dim / head_dim_v), only
 //             when head_splits > 1: a GQA group's query heads are split over head_splits CTAs
 //             per (key block, kv head) (few kv heads leave SMs idle otherwise), heads_per_split
@@ -42,6 +45,7 @@ struct BwdScratch {
   float* lse_log2;
   float* dpsum;
   int32_t* semaphore;
+  int32_t* dq_done;
   int64_t rows_per_head;
   int seqlen_q_rounded;  // batched q: rows per sequence
   int m_blocks;          // semaphore slots per (batch, head)
