@@ -191,23 +191,19 @@ __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
 
 // What a dQ convert block of (batch, head) waits for before it reads dq_accum: every key-block
 // CTA of the main kernel that adds into the head's rows has counted itself in dq_done (after its
-// bulk reduce-adds completed), i.e. the key blocks the main kernel does not skip: those below
-// k_len(b) that some query of the sequence sees (the same MaskSpec test as the kernel's).
+// bulk reduce-adds completed), i.e. the key blocks the main kernel does not skip
+// (key_block_rows, the kernel's own test).
 struct DqReady {
   int block_n;  // the main kernel's kBlockN
   bool local;   // its kIsLocal (has_local_mask)
 };
 __device__ int dq_contributors(const AttnBwdParams& a, int batch, DqReady r) {
   const int q_len = a.q_len(batch), k_len = a.k_len(batch);
-  if (q_len <= 0) return 0;
-  const int n_blocks = (k_len + r.block_n - 1) / r.block_n;
-  if (!r.local) return n_blocks;
   const MaskSpec mask = make_mask(q_len, k_len, a.causal, a.window_left, a.window_right);
   int count = 0;
-  for (int n = 0; n < n_blocks; ++n) {
+  for (int n0 = 0; n0 < k_len; n0 += r.block_n) {
     int lo, hi;
-    mask.query_range(n * r.block_n, n * r.block_n + r.block_n, &lo, &hi);
-    count += lo < hi;
+    count += key_block_rows(mask, q_len, k_len, n0, r.block_n, r.local, &lo, &hi);
   }
   return count;
 }
@@ -331,7 +327,7 @@ __global__ void bwd_dsink(AttnBwdParams a, BwdScratch s) {
 
 // head_splits > 1: dK / dV = the splits' fp32 sums added in split order, in the gradients' dtype.
 // One thread per 4 columns of a key row; grid (row groups, heads_kv, batch). Key blocks that no
-// query sees wrote no partials (the main kernel's early return, same mask test): zeros there.
+// query sees wrote no partials (the main kernel's early return, key_block_rows): zeros there.
 template <typename T>
 __global__ void bwd_reduce_dkv(AttnBwdParams a, BwdScratch s, int cols, bool is_v, int block_n,
                                bool local) {
@@ -341,15 +337,13 @@ __global__ void bwd_reduce_dkv(AttnBwdParams a, BwdScratch s, int cols, bool is_
   const int head_kv = blockIdx.y, batch = blockIdx.z;
   const int q_len = a.q_len(batch), k_len = a.k_len(batch);
   if (row >= k_len) return;
-  int row_lo = 0, row_hi = q_len;
-  if (local) {
-    const int n0 = row / block_n * block_n;
-    make_mask(q_len, k_len, a.causal, a.window_left, a.window_right)
-        .query_range(n0, n0 + block_n, &row_lo, &row_hi);
-  }
+  int row_lo, row_hi;
+  const bool written =
+      key_block_rows(make_mask(q_len, k_len, a.causal, a.window_left, a.window_right), q_len,
+                     k_len, row / block_n * block_n, block_n, local, &row_lo, &row_hi);
   float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
   const float* partial = is_v ? s.dv_partial : s.dk_partial;
-  for (int split = 0; split < s.head_splits && row_lo < row_hi; ++split) {
+  for (int split = 0; split < s.head_splits && written; ++split) {
     const float4 x = *reinterpret_cast<const float4*>(
         partial + s.partial_row(a, batch, row, head_kv * s.head_splits + split) * cols + c);
     sum.x += x.x, sum.y += x.y, sum.z += x.z, sum.w += x.w;
@@ -384,11 +378,12 @@ cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStrea
   FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_DISPATCH)
 #undef FA4_SM90_BWD_DISPATCH
   if (err != cudaSuccess) return err;
-  DqReady ready{0, has_local_mask(a)};
+  int block_n = 0;  // the main kernel's kBlockN
 #define FA4_SM90_BWD_BLOCK_N(D, DV, BN, BM, ST, PP) \
-  if (a.head_dim == D && a.head_dim_v == DV) ready.block_n = BN;
+  if (a.head_dim == D && a.head_dim_v == DV) block_n = BN;
   FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_BLOCK_N)
 #undef FA4_SM90_BWD_BLOCK_N
+  const DqReady ready{block_n, has_local_mask(a)};
   // Programmatic dependent launch of the convert (see the top of this file);
   // FA4_BWD_SERIAL_CONVERT=1 launches it after the main kernel instead (A/B, debugging).
   const char* serial = std::getenv("FA4_BWD_SERIAL_CONVERT");
@@ -411,11 +406,6 @@ cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStrea
   if (err != cudaSuccess) return err;
   if (s.head_splits > 1) {
     constexpr int kReduceThreads = 256;
-    int block_n = 0;
-#define FA4_SM90_BWD_BLOCK_N(D, DV, BN, BM, ST, PP) \
-  if (a.head_dim == D && a.head_dim_v == DV) block_n = BN;
-    FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_BLOCK_N)
-#undef FA4_SM90_BWD_BLOCK_N
     for (const bool is_v : {false, true}) {
       const int cols = is_v ? a.head_dim_v : a.head_dim;
       const int64_t threads = int64_t(a.seqlen_k) * (cols / 4);

@@ -359,14 +359,13 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   const int q_len = attn.q_len(batch);
   const int k_len = attn.k_len(batch);
   const int n0 = n_block * kBlockN;
-  if (n0 >= k_len) return;  // whole CTA, before any barrier (dK / dV rows stay zero)
   const MaskSpec mask = make_mask(q_len, k_len, attn.causal, attn.window_left, attn.window_right);
-  // Query blocks that see at least one of this block's keys.
-  int row_lo = 0, row_hi = q_len;
-  if constexpr (Traits::kIsLocal) mask.query_range(n0, n0 + kBlockN, &row_lo, &row_hi);
-  // No query sees these keys: dK = dV = 0 (with head splits bwd_reduce_dkv writes the zeros:
-  // a zero store here cost the d 64 kernel 2% at s 1k, H100, though never executed).
-  if (row_lo >= row_hi) return;
+  // The query rows that see at least one of this block's keys. None (no key below k_len, or the
+  // mask hides the block): the whole CTA returns, before any barrier; dK = dV = 0 there (the op
+  // zero-fills such rows; with head splits bwd_reduce_dkv writes the zeros: a zero store here
+  // cost the d 64 kernel 2% at s 1k, H100, though never executed).
+  int row_lo, row_hi;
+  if (!key_block_rows(mask, q_len, k_len, n0, kBlockN, Traits::kIsLocal, &row_lo, &row_hi)) return;
   const int m_lo = row_lo / kBlockM;
   const int m_hi = (row_hi + kBlockM - 1) / kBlockM;
   const int slice_heads = scratch.heads_per_split;

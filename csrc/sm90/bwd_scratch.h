@@ -34,9 +34,25 @@
 #include <stdint.h>
 
 #include "common/macros.h"
+#include "common/mask.h"
 #include "common/params.h"
 
 namespace fa4::sm90 {
+
+// The query rows [*row_lo, *row_hi) of a sequence that see some key of the block
+// [n0, n0 + block_n), or false when there are none (no key of the block below k_len, or the mask
+// hides the block from every query). The main kernel skips such a key block (its CTA returns), and
+// the dQ convert counts only the others among the key blocks it waits for (bwd_api.cu): one
+// definition, so the two cannot disagree (a count too high would hang the convert). `local`: the
+// mask has a causal / window part (has_local_mask); without one every row sees the block.
+FA4_HOST_DEVICE bool key_block_rows(const MaskSpec& mask, int q_len, int k_len, int n0,
+                                           int block_n, bool local, int* row_lo, int* row_hi) {
+  if (n0 >= k_len) return false;
+  *row_lo = 0;
+  *row_hi = q_len;
+  if (local) mask.query_range(n0, n0 + block_n, row_lo, row_hi);
+  return *row_lo < *row_hi;
+}
 
 struct BwdScratch {
   static constexpr int kAlignRows = 128;  // >= and a multiple of every kBlockM
