@@ -46,7 +46,7 @@ namespace fa4::sm90 {
 // definition, so the two cannot disagree (a count too high would hang the convert). `local`: the
 // mask has a causal / window part (has_local_mask); without one every row sees the block.
 FA4_HOST_DEVICE bool key_block_rows(const MaskSpec& mask, int q_len, int k_len, int n0,
-                                           int block_n, bool local, int* row_lo, int* row_hi) {
+                                    int block_n, bool local, int* row_lo, int* row_hi) {
   if (n0 >= k_len) return false;
   *row_lo = 0;
   *row_hi = q_len;
