@@ -196,14 +196,20 @@ def test_bwd_deterministic(monkeypatch, d, splits):
             assert torch.equal(a, b), f"{name} differs on run {i + 1}"
 
 
-# The dQ convert is a programmatic dependent launch that starts on the SMs the main kernel's last
-# wave leaves idle and waits per (batch, head) for the key blocks that add into it (bwd_api.cu);
-# FA4_BWD_SERIAL_CONVERT=1 launches it after the main kernel. Same bits both ways (deterministic
-# mode fixes the dQ summation order), including masks and sequences where the main kernel skips
-# key blocks (the count the convert waits for must match exactly: too high hangs, too low races).
+# The main kernel is a programmatic dependent launch of the preprocess (its setup and K / V loads
+# overlap the preprocess's end; it waits for the preprocess before reading lse / D / the zeroed
+# accumulator), and the dQ convert one of the main kernel: it starts on the SMs the main kernel's
+# last wave leaves idle and waits per (batch, head) for the key blocks that add into it
+# (bwd_api.cu). FA4_BWD_SERIAL_MAIN=1 / FA4_BWD_SERIAL_CONVERT=1 launch them after their
+# predecessor has ended. Same bits every way (deterministic mode fixes the dQ summation order),
+# including masks and sequences where the main kernel skips key blocks (the count the convert
+# waits for must match exactly: too high hangs, too low races), and keys of length 0 (no main
+# kernel: the convert then follows the preprocess, which triggers its dependents early, so it
+# must not be a dependent launch there).
+@pytest.mark.parametrize("serial", ["main", "convert", "main,convert"])
 @pytest.mark.parametrize("case", ["causal_gqa", "window_unequal", "varlen_causal", "d256_causal",
-                                  "gqa_split4"])
-def test_bwd_convert_overlap_matches_serial(monkeypatch, case):
+                                  "gqa_split4", "no_keys"])
+def test_bwd_pdl_matches_serial(monkeypatch, case, serial):
     torch.manual_seed(0)
     dt = torch.bfloat16
     varlen = case == "varlen_causal"
@@ -215,13 +221,18 @@ def test_bwd_convert_overlap_matches_serial(monkeypatch, case):
         cu_q, cu_k = make_cu_seqlens(lens_q, "cuda"), make_cu_seqlens(lens_k, "cuda")
         shapes = [(sum(lens_q), 4, d), (sum(lens_k), 2, d), (sum(lens_k), 2, d), (sum(lens_q), 4, d)]
     else:
-        sq, sk = (300, 1000) if case == "window_unequal" else (1100, 1100)
+        sq, sk = {"window_unequal": (300, 1000), "no_keys": (700, 0)}.get(case, (1100, 1100))
         hq, hkv = (8, 2) if case in ("causal_gqa", "gqa_split4") else (4, 4)
         shapes = [(2, sq, hq, d), (2, sk, hkv, d), (2, sk, hkv, d), (2, sq, hq, d)]
     q, k, v, grad_out = (torch.randn(*sh, device="cuda", dtype=dt) for sh in shapes)
     kw = dict(window_size=(50, 7)) if case == "window_unequal" else dict(causal=True)
 
     def run():
+        if case == "no_keys":  # the op directly (the user functions' autograd needs no keys here)
+            out, lse = torch.ops.fa4.fwd(q, k, v)
+            dq = torch.ops.fa4.bwd(grad_out, q, k, v, out, lse)[0]
+            assert torch.equal(dq, torch.zeros_like(dq))
+            return (dq,)
         inputs = [leaf(q), leaf(k), leaf(v)]
         if varlen:
             out = fa.flash_attn_varlen_func(*inputs, cu_q, cu_k, max(lens_q), max(lens_k),
@@ -231,9 +242,10 @@ def test_bwd_convert_overlap_matches_serial(monkeypatch, case):
         return torch.autograd.grad(out, inputs, grad_out)
 
     overlapped = run()
-    monkeypatch.setenv("FA4_BWD_SERIAL_CONVERT", "1")
-    serial = run()
-    for name, a, b in zip(["dq", "dk", "dv"], overlapped, serial):
+    for stage in serial.split(","):
+        monkeypatch.setenv(f"FA4_BWD_SERIAL_{stage.upper()}", "1")
+    serialized = run()
+    for name, a, b in zip(["dq", "dk", "dv"], overlapped, serialized):
         assert torch.equal(a, b), name
 
 

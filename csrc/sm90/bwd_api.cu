@@ -2,7 +2,10 @@
 // stages of the sm90 backward:
 //   1. preprocess: D = rowsum(dO o O) - dlse and lse * log2(e) per query row into scratch rows;
 //      it also zeroes the rows' dQ accumulator and the semaphores (the workspace comes unfilled)
-//   2. main kernel (instantiations/bwd_*): dK, dV, and dQ summed into the fp32 accumulator
+//   2. main kernel (instantiations/bwd_*): dK, dV, and dQ summed into the fp32 accumulator. A
+//      programmatic dependent launch: its CTAs take the SMs the preprocess's last blocks leave,
+//      set up and load K / V, and wait (griddepcontrol.wait) for the whole preprocess before
+//      anything reads its outputs
 //   3. postprocess: dQ = accumulator * softmax_scale in q's dtype; dsink reduced per head in a
 //      fixed order (deterministic in both modes). The dQ convert is a programmatic dependent
 //      launch: its blocks start once every main-kernel CTA has started, on the SMs the last wave
@@ -145,6 +148,9 @@ __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
   const int warp_row0 = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * (32 / lanes);
   const int row = warp_row0 + lane / lanes;
   const int head = blockIdx.y, batch = blockIdx.z;
+  // The main kernel may be scheduled once every block of this grid has started; it waits for the
+  // grid's end before it reads what this kernel writes.
+  asm volatile("griddepcontrol.launch_dependents;");
   if (blockIdx.x == 0 && threadIdx.x == 0) s.dq_done[int64_t(batch) * a.heads_q + head] = 0;
   const int q_len = a.q_len(batch);
   const int padded = (q_len + BwdScratch::kAlignRows - 1) / BwdScratch::kAlignRows *
@@ -385,15 +391,19 @@ cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStrea
 #undef FA4_SM90_BWD_BLOCK_N
   const DqReady ready{block_n, has_local_mask(a)};
   // Programmatic dependent launch of the convert (see the top of this file);
-  // FA4_BWD_SERIAL_CONVERT=1 launches it after the main kernel instead (A/B, debugging).
+  // FA4_BWD_SERIAL_CONVERT=1 launches it after the main kernel instead (A/B, debugging). Only
+  // after a main kernel (launch_bwd launches none without keys): the preprocess triggers its
+  // dependents at its start, and the convert reads what the preprocess zeroes; main-kernel CTAs
+  // trigger only once the preprocess has ended.
   const char* serial = std::getenv("FA4_BWD_SERIAL_CONVERT");
+  const bool main_launched = a.seqlen_k > 0;
   cudaLaunchAttribute pdl;
   pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   pdl.val.programmaticStreamSerializationAllowed = 1;
   cudaLaunchConfig_t cfg = {};
   cfg.stream = stream;
   cfg.attrs = &pdl;
-  cfg.numAttrs = serial != nullptr && serial[0] == '1' ? 0 : 1;
+  cfg.numAttrs = main_launched && !(serial != nullptr && serial[0] == '1') ? 1 : 0;
   if (s.dq_wg_cols > 0) {
     cfg.gridDim = dim3(padded / 64 * 2, a.heads_q, a.batch);
     cfg.blockDim = dim3(kConvertFragThreads);
@@ -492,6 +502,10 @@ cudaError_t run_bwd(const AttnBwdParams& a, void* workspace, cudaStream_t stream
   s.dk_partial = reinterpret_cast<float*>(base + w.dk_partial);
   s.dv_partial = reinterpret_cast<float*>(base + w.dv_partial);
   s.key_rows = w.key_rows;
+  // The preprocess always runs before it (seqlen_q > 0 here). FA4_BWD_SERIAL_MAIN=1 launches the
+  // main kernel after the preprocess has ended instead (A/B, debugging).
+  const char* serial_main = std::getenv("FA4_BWD_SERIAL_MAIN");
+  s.pdl_main = !(serial_main != nullptr && serial_main[0] == '1');
   s.rows_per_head = BwdScratch::rows_per_head_of(a);
   s.seqlen_q_rounded = (a.seqlen_q + BwdScratch::kAlignRows - 1) / BwdScratch::kAlignRows *
                        BwdScratch::kAlignRows;

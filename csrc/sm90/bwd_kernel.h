@@ -298,6 +298,9 @@ CUTE_DEVICE int ld_acquire(const int32_t* p) {
   asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
   return v;
 }
+// Waits for the grids this one is a programmatic dependent launch of to complete, their writes
+// visible (returns at once after an ordinary launch).
+CUTE_DEVICE void grid_dependency_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 CUTE_DEVICE void red_release_add(int32_t* p, int v) {
   asm volatile("red.release.gpu.global.add.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
@@ -365,7 +368,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   // zero-fills such rows; with head splits bwd_reduce_dkv writes the zeros: a zero store here
   // cost the d 64 kernel 2% at s 1k, H100, though never executed).
   int row_lo, row_hi;
-  if (!key_block_rows(mask, q_len, k_len, n0, kBlockN, Traits::kIsLocal, &row_lo, &row_hi)) return;
+  if (!key_block_rows(mask, q_len, k_len, n0, kBlockN, Traits::kIsLocal, &row_lo, &row_hi)) {
+    grid_dependency_wait();  // see launch_dependents below: exited CTAs count as triggered
+    return;
+  }
   const int m_lo = row_lo / kBlockM;
   const int m_hi = (row_hi + kBlockM - 1) / kBlockM;
   const int slice_heads = scratch.heads_per_split;
@@ -406,56 +412,63 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   Pipeline pipe_q(ss.pipe_q, pp, Shape<_1, _1, _1>{});
   pp.transaction_bytes = Traits::kStageBytesdO;
   Pipeline pipe_do(ss.pipe_do, pp, Shape<_1, _1, _1>{});
+  const bool q_varlen = attn.q_varlen();
+  const bool k_varlen = attn.cu_seqlens_k != nullptr;
+  Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename Traits::SmemLayoutK{});
+  Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename Traits::SmemLayoutV{});
+  const int k_row0 = k_varlen ? attn.cu_seqlens_k[batch] : 0;
+  const int head_kv = splits == 1 ? slice : slice / splits;
+  auto load_k = [&] {
+    Tensor mK = p.tma_k.get_tma_tensor(p.layout_k.shape())(_, _, head_kv, k_varlen ? 0 : batch);
+    Tensor gK = local_tile(domain_offset(make_coord(k_row0, _0{}), mK),
+                           Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, _0{}));
+    auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
+                                    group_modes<0, 2>(gK));
+    // One arrival per barrier phase: without kKThenQ it expects V's bytes too.
+    constexpr int kCols = kHeadDim + (Traits::kKThenQ ? 0 : kHeadDimV);
+    ss.barrier_k.arrive_and_expect_tx(kBlockN * kCols * sizeof(Element));
+    copy(p.tma_k.with(reinterpret_cast<uint64_t&>(ss.barrier_k), 0), tKg, tKs);
+  };
+  // On barrier_v (kKThenQ) or on barrier_k, whose arrival load_k made.
+  auto load_v = [&] {
+    Tensor mV = p.tma_v.get_tma_tensor(p.layout_v.shape())(_, _, head_kv, k_varlen ? 0 : batch);
+    Tensor gV = local_tile(domain_offset(make_coord(k_row0, _0{}), mV),
+                           Shape<Int<kBlockN>, Int<kHeadDimV>>{}, make_coord(n_block, _0{}));
+    auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
+                                    group_modes<0, 2>(gV));
+    auto& barrier = Traits::kKThenQ ? ss.barrier_v : ss.barrier_k;
+    if constexpr (Traits::kKThenQ)
+      barrier.arrive_and_expect_tx(kBlockN * kHeadDimV * sizeof(Element));
+    copy(p.tma_v.with(reinterpret_cast<uint64_t&>(barrier), 0), tVg, tVs);
+  };
+  // K (and V) are inputs, not the preprocess's outputs: their loads are in flight while the
+  // preprocess ends.
+  if (threadIdx.x == 0) {
+    cutlass::arch::fence_barrier_init();
+    load_k();
+    if constexpr (!Traits::kKThenQ) load_v();
+  }
   __syncthreads();
-  // The dQ convert (a programmatic dependent launch) may start once every CTA got here: it waits
-  // for its heads' dq_done counts itself.
+  // The main kernel is a programmatic dependent launch after the preprocess (bwd_api.cu): lse /
+  // D, the zeroed dq_accum, semaphores and dq_done are read from here on. Every thread waits
+  // before this CTA triggers the dQ convert (a programmatic dependent launch of this kernel):
+  // the first trigger of a CTA counts, and the convert reads dq_done / dq_accum, which must have
+  // been zeroed by then. The convert waits for its heads' dq_done counts itself.
+  grid_dependency_wait();
   asm volatile("griddepcontrol.launch_dependents;");
 
   Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename Traits::SmemLayoutQ{});
   Tensor sdO = make_tensor(make_smem_ptr(ss.dout.data()), typename Traits::SmemLayoutdO{});
-  Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename Traits::SmemLayoutK{});
-  Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename Traits::SmemLayoutV{});
   Tensor sQt = make_tensor(make_smem_ptr(ss.q.data()), typename Traits::SmemLayoutQt{});
   Tensor sdOt = make_tensor(make_smem_ptr(ss.dout.data()), typename Traits::SmemLayoutdOt{});
   Tensor sKt = make_tensor(make_smem_ptr(ss.k.data()), typename Traits::SmemLayoutKt{});
   Tensor sdS = make_tensor(make_smem_ptr(ss.ds.data()), typename Traits::SmemLayoutdS{});
   Tensor sdSt = make_tensor(make_smem_ptr(ss.ds.data()), typename Traits::SmemLayoutdSt{});
 
-  const bool q_varlen = attn.q_varlen();
-  const bool k_varlen = attn.cu_seqlens_k != nullptr;
-
   if (wg == 0) {
     // ------------------------------------------------------------------ producer
     cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegs>();
     if (threadIdx.x == 0) {
-      const int k_row0 = k_varlen ? attn.cu_seqlens_k[batch] : 0;
-      const int head_kv = splits == 1 ? slice : slice / splits;
-      auto load_k = [&] {
-        Tensor mK = p.tma_k.get_tma_tensor(p.layout_k.shape())(_, _, head_kv, k_varlen ? 0 : batch);
-        Tensor gK = local_tile(domain_offset(make_coord(k_row0, _0{}), mK),
-                               Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, _0{}));
-        auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
-                                        group_modes<0, 2>(gK));
-        // One arrival per barrier phase: without kKThenQ it expects V's bytes too.
-        constexpr int kCols = kHeadDim + (Traits::kKThenQ ? 0 : kHeadDimV);
-        ss.barrier_k.arrive_and_expect_tx(kBlockN * kCols * sizeof(Element));
-        copy(p.tma_k.with(reinterpret_cast<uint64_t&>(ss.barrier_k), 0), tKg, tKs);
-      };
-      // On barrier_v (kKThenQ) or on barrier_k, whose arrival load_k made.
-      auto load_v = [&] {
-        Tensor mV = p.tma_v.get_tma_tensor(p.layout_v.shape())(_, _, head_kv, k_varlen ? 0 : batch);
-        Tensor gV = local_tile(domain_offset(make_coord(k_row0, _0{}), mV),
-                               Shape<Int<kBlockN>, Int<kHeadDimV>>{}, make_coord(n_block, _0{}));
-        auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
-                                        group_modes<0, 2>(gV));
-        auto& barrier = Traits::kKThenQ ? ss.barrier_v : ss.barrier_k;
-        if constexpr (Traits::kKThenQ)
-          barrier.arrive_and_expect_tx(kBlockN * kHeadDimV * sizeof(Element));
-        copy(p.tma_v.with(reinterpret_cast<uint64_t&>(barrier), 0), tVg, tVs);
-      };
-      load_k();
-      if constexpr (!Traits::kKThenQ) load_v();
-
       const int q_row0 = q_varlen ? attn.cu_seqlens_q[batch] : 0;
       PipelineState wr = cutlass::make_producer_start_state<Pipeline>();
       for (int h = slice * slice_heads; h < (slice + 1) * slice_heads; ++h) {

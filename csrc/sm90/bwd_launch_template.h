@@ -75,8 +75,17 @@ cudaError_t launch_bwd(const AttnBwdParams& a, const BwdScratch& scratch, cudaSt
   constexpr int smem = Traits::kSmemBytes;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  kernel<<<grid, Traits::kNumThreads, smem, stream>>>(p);
-  return cudaGetLastError();
+  cudaLaunchAttribute pdl;
+  pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  pdl.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(Traits::kNumThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = &pdl;
+  cfg.numAttrs = scratch.pdl_main ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, p);
 }
 
 // The dispatched variants of one (dtype, head_dim, head_dim_v) row of FA4_SM90_BWD_HDIM_TABLE.

@@ -71,6 +71,9 @@ struct BwdScratch {
   float* dk_partial;     // head_splits > 1 only
   float* dv_partial;
   int64_t key_rows;      // rows of a (split, kv head) slice of dk_partial / dv_partial
+  // Launch, not memory: the main kernel is a programmatic dependent launch of the preprocess
+  // (its setup and K / V loads overlap the preprocess's end; bwd_api.cu).
+  bool pdl_main;
 
   static int64_t rows_per_head_of(const AttnParams& a) {
     auto round_up = [](int64_t x) { return (x + kAlignRows - 1) / kAlignRows * kAlignRows; };

@@ -87,7 +87,7 @@ static void run_case(int s, bool causal, int reps) {
   a.q_head_stride = a.k_head_stride = a.v_head_stride = a.o_head_stride = D;
   a.do_head_stride = a.dq_head_stride = a.dk_head_stride = a.dv_head_stride = D;
 
-  fa4::sm90::BwdScratch sc;
+  fa4::sm90::BwdScratch sc{};  // pdl_main (trees that have it) false: ordinary launches
   sc.rows_per_head = fa4::sm90::BwdScratch::rows_per_head_of(a);
   sc.seqlen_q_rounded = s;  // s is a multiple of kAlignRows
   sc.m_blocks = (s + 63) / 64;
