@@ -1,7 +1,7 @@
 """The backward op (torch.ops.fa4.bwd: preprocess, main kernel, dQ convert) with its programmatic
 dependent launches against serial launches, alternating in one process so both see the same clocks;
 benchmark shapes (batch = 16384 / s, heads = 2048 / d), bf16. --serial names what the serial side
-sets: FA4_BWD_SERIAL_CONVERT=1 (the convert after the main kernel; the default, the eighteenth
+sets (--env NAME...: any other variables, set to 1 on that side): FA4_BWD_SERIAL_CONVERT=1 (the convert after the main kernel; the default, the eighteenth
 session's probe), FA4_BWD_SERIAL_MAIN=1 (the main kernel after the preprocess), or both.
 Usage (GPU, built extension): PYTHONPATH=. python3 bench/probe_convert_overlap.py [--serial main]
 [--dims 64 128] [--seqlens 1024 2048]"""
@@ -19,8 +19,10 @@ parser.add_argument("--serial", choices=["convert", "main", "main,convert"], def
 parser.add_argument("--dims", type=int, nargs="+", default=[64, 128, 256])
 parser.add_argument("--seqlens", type=int, nargs="+", default=[1024, 2048, 4096, 16384])
 parser.add_argument("--rounds", type=int, default=3)
+parser.add_argument("--env", nargs="+", help="variables the second side sets to 1 instead of "
+                    "--serial's (e.g. FA4_BWD_ZERO_DQ_ACCUM)")
 args = parser.parse_args()
-env = [f"FA4_BWD_SERIAL_{stage.upper()}" for stage in args.serial.split(",")]
+env = args.env or [f"FA4_BWD_SERIAL_{stage.upper()}" for stage in args.serial.split(",")]
 
 
 def set_serial(on):

@@ -201,12 +201,14 @@ def test_bwd_deterministic(monkeypatch, d, splits):
 # accumulator), and the dQ convert one of the main kernel: it starts on the SMs the main kernel's
 # last wave leaves idle and waits per (batch, head) for the key blocks that add into it
 # (bwd_api.cu). FA4_BWD_SERIAL_MAIN=1 / FA4_BWD_SERIAL_CONVERT=1 launch them after their
-# predecessor has ended. Same bits every way (deterministic mode fixes the dQ summation order),
+# predecessor has ended; FA4_BWD_ZERO_DQ_ACCUM=1 has the preprocess zero the dQ accumulator and
+# every key block add into it (by default each query block's first writer stores instead). Same
+# bits every way (deterministic mode fixes the dQ summation order),
 # including masks and sequences where the main kernel skips key blocks (the count the convert
 # waits for must match exactly: too high hangs, too low races), and keys of length 0 (no main
 # kernel: the convert then follows the preprocess, which triggers its dependents early, so it
 # must not be a dependent launch there).
-@pytest.mark.parametrize("serial", ["main", "convert", "main,convert"])
+@pytest.mark.parametrize("serial", ["main", "convert", "main,convert", "zero_dq_accum"])
 @pytest.mark.parametrize("case", ["causal_gqa", "window_unequal", "varlen_causal", "d256_causal",
                                   "gqa_split4", "no_keys"])
 def test_bwd_pdl_matches_serial(monkeypatch, case, serial):
@@ -243,7 +245,8 @@ def test_bwd_pdl_matches_serial(monkeypatch, case, serial):
 
     overlapped = run()
     for stage in serial.split(","):
-        monkeypatch.setenv(f"FA4_BWD_SERIAL_{stage.upper()}", "1")
+        name = "ZERO_DQ_ACCUM" if stage == "zero_dq_accum" else f"SERIAL_{stage.upper()}"
+        monkeypatch.setenv(f"FA4_BWD_{name}", "1")
     serialized = run()
     for name, a, b in zip(["dq", "dk", "dv"], overlapped, serialized):
         assert torch.equal(a, b), name

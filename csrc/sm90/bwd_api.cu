@@ -1,7 +1,8 @@
 // bwd_unsupported_reason / bwd_workspace_bytes / run_bwd: validation, scratch layout, and the three
 // stages of the sm90 backward:
 //   1. preprocess: D = rowsum(dO o O) - dlse and lse * log2(e) per query row into scratch rows;
-//      it also zeroes the rows' dQ accumulator and the semaphores (the workspace comes unfilled)
+//      it also zeroes the rows' semaphore and claim slots (the workspace comes unfilled; the dQ
+//      accumulator is written by the main kernel, a store first in each query block)
 //   2. main kernel (instantiations/bwd_*): dK, dV, and dQ summed into the fp32 accumulator. A
 //      programmatic dependent launch: its CTAs take the SMs the preprocess's last blocks leave,
 //      set up and load K / V, and wait (griddepcontrol.wait) for the whole preprocess before
@@ -31,7 +32,7 @@ namespace {
 constexpr int kMinBlockM = 64;  // smallest kBlockM of the table: sizes the semaphore array
 
 struct WorkspaceLayout {
-  size_t dq_accum, lse_log2, dpsum, semaphore, dq_done, dk_partial, dv_partial, total;
+  size_t dq_accum, lse_log2, dpsum, semaphore, dq_claim, dq_done, dk_partial, dv_partial, total;
   int head_splits;
   int64_t key_rows;
 };
@@ -114,7 +115,8 @@ WorkspaceLayout workspace_layout(const AttnBwdParams& a) {
   w.lse_log2 = align256(w.dq_accum + rows * a.head_dim * sizeof(float));
   w.dpsum = align256(w.lse_log2 + rows * sizeof(float));
   w.semaphore = align256(w.dpsum + rows * sizeof(float));
-  w.dq_done = align256(w.semaphore + size_t(a.batch) * a.heads_q * m_blocks * sizeof(int32_t));
+  w.dq_claim = align256(w.semaphore + size_t(a.batch) * a.heads_q * m_blocks * sizeof(int32_t));
+  w.dq_done = align256(w.dq_claim + size_t(a.batch) * a.heads_q * m_blocks * sizeof(int32_t));
   w.dk_partial = align256(w.dq_done + size_t(a.batch) * a.heads_q * sizeof(int32_t));
   w.dv_partial = align256(w.dk_partial + partial_rows * a.head_dim * sizeof(float));
   w.total = align256(w.dv_partial + partial_rows * a.head_dim_v * sizeof(float));
@@ -137,10 +139,11 @@ __host__ __device__ inline int lanes_per_row(int cols) {
 }
 
 // Scratch rows: rows of a sequence get D and lse * log2(e); the padding rows up to the
-// next multiple of kAlignRows get D = 0 and lse = +inf (P = 0 there). Every one of those rows also
-// gets a zeroed dQ accumulator row (the only rows the main kernel adds into and the convert reads),
-// and each 64-row group's semaphore slot is zeroed: a pass over the same rows instead of a memset
-// of the whole workspace.
+// next multiple of kAlignRows get D = 0 and lse = +inf (P = 0 there), and each 64-row group's
+// semaphore and claim slots are zeroed: a pass over the same rows instead of a memset of the
+// workspace. The dQ accumulator is not zeroed (half of this pass's traffic): in each query block
+// the main kernel's first claimer stores instead of adding, and the convert writes zeros where no
+// key block came (dq_block_visited).
 template <typename T>
 __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
   const int lanes = lanes_per_row(a.head_dim_v);
@@ -156,10 +159,7 @@ __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
   const int padded = (q_len + BwdScratch::kAlignRows - 1) / BwdScratch::kAlignRows *
                      BwdScratch::kAlignRows;
   // Each lane holds at most one 8-column chunk of the row (lanes * 8 >= head_dim_v for every
-  // head_dim_v <= 256). Its O / dO loads are issued first and the row's dQ accumulator is zeroed
-  // while they are in flight, so reads and writes overlap: 73-74 -> 67.6 us at d 128, 1k (H200,
-  // bench/kernel_times.py), what a torch copy of the same traffic takes (67.9); zeroing after the
-  // dot product made every thread's stores wait for its loads.
+  // head_dim_v <= 256).
   uint4 ov = make_uint4(0, 0, 0, 0), dv = make_uint4(0, 0, 0, 0);  // zeros add nothing to d
   if (row < q_len && sub * 8 < a.head_dim_v) {
     ov = *reinterpret_cast<const uint4*>(static_cast<const T*>(a.out) +
@@ -167,9 +167,8 @@ __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
     dv = *reinterpret_cast<const uint4*>(static_cast<const T*>(a.dout) +
                                          a.do_offset(batch, row, head) + sub * 8);
   }
-  const int64_t i = row < padded ? s.row_index(a, batch, head, row) : 0;
-  if (row < padded) {
-    float4* acc = reinterpret_cast<float4*>(s.dq_accum + i * a.head_dim);
+  if (s.dq_zeroed && row < padded) {
+    float4* acc = reinterpret_cast<float4*>(s.dq_accum + s.row_index(a, batch, head, row) * a.head_dim);
     for (int c = sub; c < a.head_dim / 4; c += lanes) acc[c] = make_float4(0.f, 0.f, 0.f, 0.f);
   }
   float d = 0.f;
@@ -182,8 +181,11 @@ __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
   // Sum over the row's lanes (aligned groups of `lanes`); every lane of the warp takes part.
   for (int off = lanes / 2; off > 0; off /= 2) d += __shfl_xor_sync(0xffffffff, d, off);
   if (row >= padded || sub != 0) return;
-  if (row % kMinBlockM == 0 && row / kMinBlockM < s.m_blocks)
-    s.semaphore[(int64_t(batch) * a.heads_q + head) * s.m_blocks + row / kMinBlockM] = 0;
+  if (row % kMinBlockM == 0 && row / kMinBlockM < s.m_blocks) {
+    const int64_t slot = (int64_t(batch) * a.heads_q + head) * s.m_blocks + row / kMinBlockM;
+    s.semaphore[slot] = 0;
+    s.dq_claim[slot] = 0;
+  }
   float lse_log2 = INFINITY;
   if (row < q_len) {
     const int64_t l = a.lse_offset(batch, row, head);
@@ -191,6 +193,7 @@ __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
     const float lse = a.lse[l];
     lse_log2 = lse == -INFINITY ? INFINITY : lse * kLog2e;
   }
+  const int64_t i = s.row_index(a, batch, head, row);
   s.dpsum[i] = d;
   s.lse_log2[i] = lse_log2;
 }
@@ -201,8 +204,16 @@ __global__ void bwd_preprocess(AttnBwdParams a, BwdScratch s) {
 // (key_block_rows, the kernel's own test).
 struct DqReady {
   int block_n;  // the main kernel's kBlockN
+  int block_m;  // its kBlockM
   bool local;   // its kIsLocal (has_local_mask)
 };
+// Whether the main kernel wrote query block m's dq_accum rows (dq_block_visited): else they hold
+// whatever the workspace held, and dq is 0 there.
+__device__ bool dq_block_written(const AttnBwdParams& a, int batch, int m, DqReady r) {
+  const int q_len = a.q_len(batch), k_len = a.k_len(batch);
+  const MaskSpec mask = make_mask(q_len, k_len, a.causal, a.window_left, a.window_right);
+  return dq_block_visited(mask, q_len, k_len, m, r.block_m, r.local);
+}
 __device__ int dq_contributors(const AttnBwdParams& a, int batch, DqReady r) {
   const int q_len = a.q_len(batch), k_len = a.k_len(batch);
   const MaskSpec mask = make_mask(q_len, k_len, a.causal, a.window_left, a.window_right);
@@ -253,6 +264,11 @@ __global__ void bwd_convert_dq(AttnBwdParams a, BwdScratch s, DqReady ready) {
   if (row >= a.q_len(batch)) return;
   const float* acc = s.dq_accum + s.row_index(a, batch, head, row) * a.head_dim;
   T* dq = static_cast<T*>(a.dq) + a.dq_offset(batch, row, head);
+  if (!dq_block_written(a, batch, row / ready.block_m, ready)) {
+    for (int c = sub * 8; c < a.head_dim; c += lanes * 8)
+      *reinterpret_cast<uint4*>(dq + c) = make_uint4(0, 0, 0, 0);
+    return;
+  }
   for (int c = sub * 8; c < a.head_dim; c += lanes * 8) {
     const float* chunk = acc + BwdScratch::dq_accum_col(row, c);
     const float4 lo = *reinterpret_cast<const float4*>(chunk);
@@ -285,6 +301,15 @@ __global__ void __launch_bounds__(kConvertFragThreads)
   const int rows = min(64, a.q_len(batch) - row0);
   wait_main_kernel_if_last_block();
   if (rows <= 0) return;
+  if (!dq_block_written(a, batch, row0 / ready.block_m, ready)) {  // block-uniform
+    const int groups = n / 8;
+    for (int item = threadIdx.x; item < rows * groups; item += kConvertFragThreads) {
+      T* dq = static_cast<T*>(a.dq) +
+              a.dq_offset(batch, row0 + item / groups, head) + w * n + (item % groups) * 8;
+      *reinterpret_cast<uint4*>(dq) = make_uint4(0, 0, 0, 0);
+    }
+    return;
+  }
   wait_dq_ready(a, s, batch, head, ready);
   const float4* src = reinterpret_cast<const float4*>(
       s.dq_accum + s.row_index(a, batch, head, row0) * a.head_dim + int64_t(w) * 64 * n);
@@ -384,17 +409,18 @@ cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStrea
   FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_DISPATCH)
 #undef FA4_SM90_BWD_DISPATCH
   if (err != cudaSuccess) return err;
-  int block_n = 0;  // the main kernel's kBlockN
-#define FA4_SM90_BWD_BLOCK_N(D, DV, BN, BM, ST, PP) \
-  if (a.head_dim == D && a.head_dim_v == DV) block_n = BN;
-  FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_BLOCK_N)
-#undef FA4_SM90_BWD_BLOCK_N
-  const DqReady ready{block_n, has_local_mask(a)};
+  int block_n = 0, block_m = 0;  // the main kernel's kBlockN, kBlockM
+#define FA4_SM90_BWD_BLOCK_NM(D, DV, BN, BM, ST, PP) \
+  if (a.head_dim == D && a.head_dim_v == DV) block_n = BN, block_m = BM;
+  FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_BLOCK_NM)
+#undef FA4_SM90_BWD_BLOCK_NM
+  const DqReady ready{block_n, block_m, has_local_mask(a)};
   // Programmatic dependent launch of the convert (see the top of this file);
   // FA4_BWD_SERIAL_CONVERT=1 launches it after the main kernel instead (A/B, debugging). Only
   // after a main kernel (launch_bwd launches none without keys): the preprocess triggers its
-  // dependents at its start, and the convert reads what the preprocess zeroes; main-kernel CTAs
-  // trigger only once the preprocess has ended.
+  // dependents at its start, and the convert reads what the preprocess writes (dq_done, and
+  // nothing else without keys: it writes zeros); main-kernel CTAs trigger only once the
+  // preprocess has ended.
   const char* serial = std::getenv("FA4_BWD_SERIAL_CONVERT");
   const bool main_launched = a.seqlen_k > 0;
   cudaLaunchAttribute pdl;
@@ -496,12 +522,15 @@ cudaError_t run_bwd(const AttnBwdParams& a, void* workspace, cudaStream_t stream
   s.lse_log2 = reinterpret_cast<float*>(base + w.lse_log2);
   s.dpsum = reinterpret_cast<float*>(base + w.dpsum);
   s.semaphore = reinterpret_cast<int32_t*>(base + w.semaphore);
+  s.dq_claim = reinterpret_cast<int32_t*>(base + w.dq_claim);
   s.dq_done = reinterpret_cast<int32_t*>(base + w.dq_done);
   s.head_splits = w.head_splits;
   s.heads_per_split = a.heads_q / a.heads_kv / w.head_splits;
   s.dk_partial = reinterpret_cast<float*>(base + w.dk_partial);
   s.dv_partial = reinterpret_cast<float*>(base + w.dv_partial);
   s.key_rows = w.key_rows;
+  const char* zero_dq = std::getenv("FA4_BWD_ZERO_DQ_ACCUM");
+  s.dq_zeroed = zero_dq != nullptr && zero_dq[0] == '1';
   // The preprocess always runs before it (seqlen_q > 0 here). FA4_BWD_SERIAL_MAIN=1 launches the
   // main kernel after the preprocess has ended instead (A/B, debugging).
   const char* serial_main = std::getenv("FA4_BWD_SERIAL_MAIN");

@@ -308,6 +308,11 @@ CUTE_DEVICE void red_release_add(int32_t* p, int v) {
 CUTE_DEVICE void fence_proxy_async_global() {
   asm volatile("fence.proxy.async.global;" ::: "memory");
 }
+// gmem[i] = smem[i] for `bytes` / 4 floats (the bulk-copy engine).
+CUTE_DEVICE void bulk_store_f32(float* gmem, const float* smem, int bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;"
+               ::"l"(gmem), "r"(cast_smem_ptr_to_uint(smem)), "r"(bytes) : "memory");
+}
 // gmem[i] += smem[i] for `bytes` / 4 floats, performed at L2 by the bulk-copy engine.
 CUTE_DEVICE void bulk_reduce_add_f32(float* gmem, const float* smem, int bytes) {
   asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;"
@@ -450,10 +455,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   }
   __syncthreads();
   // The main kernel is a programmatic dependent launch after the preprocess (bwd_api.cu): lse /
-  // D, the zeroed dq_accum, semaphores and dq_done are read from here on. Every thread waits
+  // D, the semaphore and claim slots and dq_done are read from here on. Every thread waits
   // before this CTA triggers the dQ convert (a programmatic dependent launch of this kernel):
-  // the first trigger of a CTA counts, and the convert reads dq_done / dq_accum, which must have
-  // been zeroed by then. The convert waits for its heads' dq_done counts itself.
+  // the first trigger of a CTA counts, and the convert reads dq_done, which must have been zeroed
+  // by then. The convert waits for its heads' dq_done counts itself.
   grid_dependency_wait();
   asm volatile("griddepcontrol.launch_dependents;");
 
@@ -507,16 +512,33 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       constexpr int kThreads = 128 * Traits::kNumConsumerWG + 32;
       const int total = slice_heads * (m_hi - m_lo);
       int iter = 0;
+      // dq_accum is not zeroed: in each query block one key block stores its partial and the
+      // others add to it once that store is complete. Deterministic mode: the first of the chain
+      // stores. Otherwise the first to claim the block (an atomic count per block, issued while
+      // the previous block's reads complete) stores and then sets the block's semaphore slot,
+      // which the others wait for. The claimer stores without waiting for anything but its own
+      // consumers, so no CTA waits on one that has not started (no order of CTAs is assumed).
+      const bool claiming = !attn.deterministic && !scratch.dq_zeroed;
+      auto slot = [&](int32_t* base, int hh, int mm) {
+        return base + (int64_t(batch) * attn.heads_q + hh) * scratch.m_blocks + mm;
+      };
+      int claim = 0;  // the current block's claim count before this CTA's: 0 = it stores
+      if (threadIdx.x == 32 && claiming)
+        claim = atomicAdd(slot(scratch.dq_claim, slice * slice_heads, query_block(0)), 1);
       for (int h = slice * slice_heads; h < (slice + 1) * slice_heads; ++h) {
         for (int i = 0; i < num_m; ++i, ++iter) {
           const int m = query_block(i);
+          int32_t* sem = slot(scratch.semaphore, h, m);
+          if (threadIdx.x == 32 && claiming && claim != 0) {
+            while (ld_acquire(sem) == 0) __nanosleep(32);
+            fence_proxy_async_global();
+          }
           if constexpr (!Traits::kdQPerWG) cutlass::arch::NamedBarrier::sync(kThreads, kBarDQFull);
           if (threadIdx.x == 32) {
             float* dq_acc = scratch.dq_accum +
                             scratch.row_index(attn, batch, h, m * kBlockM) * kHeadDim;
-            int32_t* sem =
-                scratch.semaphore + (int64_t(batch) * attn.heads_q + h) * scratch.m_blocks + m;
             if constexpr (Traits::kdQPerWG) ss.dq_full[0].wait(iter & 1);
+            bool store = claiming && claim == 0;
             if (attn.deterministic) {
               int col_lo = 0, col_hi = k_len;
               if constexpr (Traits::kIsLocal)
@@ -524,27 +546,41 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
               const int before = n_block - col_lo / kBlockN;  // key blocks that add first
               while (ld_acquire(sem) != before) __nanosleep(32);
               fence_proxy_async_global();
+              store = before == 0 && !scratch.dq_zeroed;
             }
+            auto put = [&](float* dst, const float* src, int bytes) {
+              if (store) bulk_store_f32(dst, src, bytes);
+              else bulk_reduce_add_f32(dst, src, bytes);
+            };
+            // The next block's claim, in flight while this block's reads complete.
+            auto claim_next = [&] {
+              if (!claiming) return;
+              if (i + 1 < num_m) claim = atomicAdd(slot(scratch.dq_claim, h, query_block(i + 1)), 1);
+              else if (h + 1 < (slice + 1) * slice_heads)
+                claim = atomicAdd(slot(scratch.dq_claim, h + 1, query_block(0)), 1);
+            };
             if constexpr (Traits::kdQPerWG) {
               // Each half as soon as its warpgroup staged it; each returned once read.
               constexpr int kHalf = kBlockM * kHeadDim / 2;
-              bulk_reduce_add_f32(dq_acc, ss.dq, kHalf * 4);
+              put(dq_acc, ss.dq, kHalf * 4);
               tma_store_arrive();
               ss.dq_full[1].wait(iter & 1);
-              bulk_reduce_add_f32(dq_acc + kHalf, ss.dq + kHalf, kHalf * 4);
+              put(dq_acc + kHalf, ss.dq + kHalf, kHalf * 4);
               tma_store_arrive();
+              claim_next();
               tma_store_wait<1>();
               if (iter + 1 < total) ss.dq_empty[0].arrive();
               tma_store_wait<0>();
               if (iter + 1 < total) ss.dq_empty[1].arrive();
             } else {
-              bulk_reduce_add_f32(dq_acc, ss.dq, kBlockM * kHeadDim * 4);
+              put(dq_acc, ss.dq, kBlockM * kHeadDim * 4);
               tma_store_arrive();
+              claim_next();
               tma_store_wait<0>();  // smem read: the consumers may refill it
               if (iter + 1 < total) ss.dq_empty[0].arrive();
             }
-            if (attn.deterministic) {
-              asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");  // added, not just read
+            if (attn.deterministic || store) {
+              asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");  // written, not just read
               fence_proxy_async_global();
               __threadfence();
               red_release_add(sem, 1);

@@ -1,5 +1,6 @@
-// Scratch of the sm90 backward (one workspace allocation; the preprocess zeroes dq_accum and the
-// semaphores of every row it covers, and writes lse_log2 / dpsum):
+// Scratch of the sm90 backward (one workspace allocation; the preprocess zeroes the semaphores and
+// claims of every row it covers, and writes lse_log2 / dpsum; dq_accum is written by the main
+// kernel, first by a store in each query block):
 //   dq_accum  float (heads_q, rows_per_head, head_dim): dQ summed over key blocks, before scaling,
 //             in blocks of the main kernel's kBlockM rows (kBlockM * head_dim floats each), which
 //             its bulk reduce-adds copy byte for byte from the shared-memory staging:
@@ -13,7 +14,10 @@
 //   lse_log2  float (heads_q, rows_per_head): lse * log2(e); +inf for rows that see no key and for
 //             padding rows, so that P = exp2(s - lse_log2) = 0 there
 //   dpsum     float (heads_q, rows_per_head): D = rowsum(dO * O) - dlse; 0 for padding rows
-//   semaphore int32 (batch, heads_q, m_blocks): deterministic mode, key blocks done per query block
+//   semaphore int32 (batch, heads_q, m_blocks): deterministic mode, key blocks done per query
+//             block; otherwise 1 once the block's first claimer has stored its dQ partial
+//   dq_claim  int32 (batch, heads_q, m_blocks): key blocks that claimed each query block (the first
+//             stores into the unzeroed dq_accum, the others add after it)
 //   dq_done   int32 (batch, heads_q): key-block CTAs whose dQ additions into the head's rows have
 //             completed (the dQ convert of a head starts once all of them have, possibly while
 //             the main kernel's last CTAs still run: bwd_api.cu)
@@ -54,6 +58,19 @@ FA4_HOST_DEVICE bool key_block_rows(const MaskSpec& mask, int q_len, int k_len, 
   return *row_lo < *row_hi;
 }
 
+// Whether any key block of the main kernel visits query block m (rows [m * block_m, ...)) of a
+// sequence, i.e. writes its dq_accum rows (which nobody zeroes): else the dQ convert writes zeros.
+// `local`: the mask has a causal / window part (has_local_mask).
+FA4_HOST_DEVICE bool dq_block_visited(const MaskSpec& mask, int q_len, int k_len, int m,
+                                      int block_m, bool local) {
+  const int row0 = m * block_m;
+  if (k_len <= 0 || row0 >= q_len) return false;
+  if (!local) return true;
+  int col_lo, col_hi;
+  mask.key_range(row0, row0 + block_m < q_len ? row0 + block_m : q_len, &col_lo, &col_hi);
+  return col_lo < col_hi;
+}
+
 struct BwdScratch {
   static constexpr int kAlignRows = 128;  // >= and a multiple of every kBlockM
 
@@ -62,6 +79,7 @@ struct BwdScratch {
   float* dpsum;
   int32_t* semaphore;
   int32_t* dq_done;
+  int32_t* dq_claim;     // (batch, heads_q, m_blocks): key blocks that claimed each query block
   int64_t rows_per_head;
   int seqlen_q_rounded;  // batched q: rows per sequence
   int m_blocks;          // semaphore slots per (batch, head)
@@ -71,6 +89,9 @@ struct BwdScratch {
   float* dk_partial;     // head_splits > 1 only
   float* dv_partial;
   int64_t key_rows;      // rows of a (split, kv head) slice of dk_partial / dv_partial
+  // FA4_BWD_ZERO_DQ_ACCUM=1 (A/B): the preprocess zeroes dq_accum and every key block adds into
+  // it; by default nobody zeroes it and each query block's first claimer stores (bwd_kernel.h).
+  bool dq_zeroed;
   // Launch, not memory: the main kernel is a programmatic dependent launch of the preprocess
   // (its setup and K / V loads overlap the preprocess's end; bwd_api.cu).
   bool pdl_main;

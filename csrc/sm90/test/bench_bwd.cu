@@ -59,6 +59,14 @@ static auto set_dq_done(S& s, int* c, int) -> decltype(s.dq_done = c, void()) {
 }
 template <class S>
 static void set_dq_done(S&, int*, long) {}
+// BwdScratch::dq_zeroed where the tree has it: dq_accum is zeroed once above, and every key block
+// adds into it (the default's first-claimer stores need claims zeroed before every launch).
+template <class S>
+static auto set_dq_zeroed(S& s, int) -> decltype(s.dq_zeroed = true, void()) {
+  s.dq_zeroed = true;
+}
+template <class S>
+static void set_dq_zeroed(S&, long) {}
 
 template <int D>
 static void run_case(int s, bool causal, int reps) {
@@ -104,6 +112,7 @@ static void run_case(int s, bool causal, int reps) {
   int* dq_done;  // the main kernel counts its finished heads there (trees that have it)
   CK(cudaMalloc(&dq_done, int64_t(batch) * heads * 4));
   set_dq_done(sc, dq_done, 0);
+  set_dq_zeroed(sc, 0);
   fill_f32<<<1024, 256>>>(sc.lse_log2, rows, log2f(float(s)), 0.5f);
   fill_f32<<<1024, 256>>>(sc.dpsum, rows, 0.f, 0.05f);
   CK(cudaDeviceSynchronize());
