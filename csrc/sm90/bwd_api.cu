@@ -529,8 +529,6 @@ cudaError_t run_bwd(const AttnBwdParams& a, void* workspace, cudaStream_t stream
   s.dk_partial = reinterpret_cast<float*>(base + w.dk_partial);
   s.dv_partial = reinterpret_cast<float*>(base + w.dv_partial);
   s.key_rows = w.key_rows;
-  const char* zero_dq = std::getenv("FA4_BWD_ZERO_DQ_ACCUM");
-  s.dq_zeroed = zero_dq != nullptr && zero_dq[0] == '1';
   // The preprocess always runs before it (seqlen_q > 0 here). FA4_BWD_SERIAL_MAIN=1 launches the
   // main kernel after the preprocess has ended instead (A/B, debugging).
   const char* serial_main = std::getenv("FA4_BWD_SERIAL_MAIN");
@@ -546,6 +544,13 @@ cudaError_t run_bwd(const AttnBwdParams& a, void* workspace, cudaStream_t stream
 #undef FA4_SM90_BWD_DQ_LAYOUT
   if (s.dq_wg_cols < 0 || s.dq_wg_cols > kConvertFragMaxCols || s.dq_wg_cols % 8 != 0)
     return cudaErrorNotSupported;
+  // Zeroing pass or first-claimer stores (bwd_kernel.h). The d 128 ping-pong kernel
+  // (dq_wg_cols > 0) without a causal / window mask keeps the pass: its dQ warp, with two halves
+  // to hand over per block, lost 5-7 % of the call to the claims at 4k-8k (H200, same process),
+  // more than the pass costs there (+2 % at 1k); with a mask and at every other head dim the
+  // claims measured -2..+7 %. FA4_BWD_ZERO_DQ_ACCUM=1 zeroes everywhere (A/B).
+  const char* zero_dq = std::getenv("FA4_BWD_ZERO_DQ_ACCUM");
+  s.dq_zeroed = (zero_dq != nullptr && zero_dq[0] == '1') || (s.dq_wg_cols > 0 && !has_local_mask(a));
   return a.dtype == DType::kBFloat16 ? run_bwd_typed<cutlass::bfloat16_t>(a, s, stream)
                                      : run_bwd_typed<cutlass::half_t>(a, s, stream);
 }
