@@ -422,21 +422,15 @@ cudaError_t run_bwd_typed(const AttnBwdParams& a, const BwdScratch& s, cudaStrea
   // nothing else without keys: it writes zeros); main-kernel CTAs trigger only once the
   // preprocess has ended.
   const char* serial = std::getenv("FA4_BWD_SERIAL_CONVERT");
-  const bool main_launched = a.seqlen_k > 0;
-  cudaLaunchAttribute pdl;
-  pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  pdl.val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t cfg = {};
-  cfg.stream = stream;
-  cfg.attrs = &pdl;
-  cfg.numAttrs = main_launched && !(serial != nullptr && serial[0] == '1') ? 1 : 0;
+  const bool pdl = a.seqlen_k > 0 && !(serial != nullptr && serial[0] == '1');  // a main kernel ran
+  cudaLaunchAttribute attr;
   if (s.dq_wg_cols > 0) {
-    cfg.gridDim = dim3(padded / 64 * 2, a.heads_q, a.batch);
-    cfg.blockDim = dim3(kConvertFragThreads);
+    const cudaLaunchConfig_t cfg = launch_config(dim3(padded / 64 * 2, a.heads_q, a.batch),
+                                                 dim3(kConvertFragThreads), 0, stream, pdl, &attr);
     if (cfg.gridDim.x > 0) err = cudaLaunchKernelEx(&cfg, bwd_convert_dq_frag<T>, a, s, ready);
   } else if (grid.x > 0) {
-    cfg.gridDim = grid;
-    cfg.blockDim = dim3(32 * kWarpsPerBlock);
+    const cudaLaunchConfig_t cfg =
+        launch_config(grid, dim3(32 * kWarpsPerBlock), 0, stream, pdl, &attr);
     err = cudaLaunchKernelEx(&cfg, bwd_convert_dq<T>, a, s, ready);
   }
   if (err != cudaSuccess) return err;

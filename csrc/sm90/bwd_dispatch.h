@@ -27,6 +27,23 @@ struct BwdHdimConfig {
 FA4_SM90_BWD_HDIM_TABLE(FA4_SM90_BWD_HDIM_CONFIG)
 #undef FA4_SM90_BWD_HDIM_CONFIG
 
+// A launch configuration for cudaLaunchKernelEx, a programmatic dependent launch of the previous
+// kernel on `stream` when `pdl` (the main kernel after the preprocess, the dQ convert after the
+// main kernel). `attr` holds the attribute the configuration points to.
+inline cudaLaunchConfig_t launch_config(dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                                        bool pdl, cudaLaunchAttribute* attr) {
+  attr->id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr->val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  return cfg;
+}
+
 // Defined in instantiations/bwd_<dtype>_hdim<d>[_<d_v>].cu: the main kernel (dK, dV, dQ
 // accumulation).
 template <class Element, int kHeadDim, int kHeadDimV>

@@ -89,8 +89,9 @@ struct BwdScratch {
   float* dk_partial;     // head_splits > 1 only
   float* dv_partial;
   int64_t key_rows;      // rows of a (split, kv head) slice of dk_partial / dv_partial
-  // FA4_BWD_ZERO_DQ_ACCUM=1 (A/B): the preprocess zeroes dq_accum and every key block adds into
-  // it; by default nobody zeroes it and each query block's first claimer stores (bwd_kernel.h).
+  // The preprocess zeroes dq_accum and every key block adds into it (the d 128 ping-pong kernel
+  // without a local mask, or FA4_BWD_ZERO_DQ_ACCUM=1; run_bwd); else nobody zeroes it and each
+  // query block's first claimer stores (bwd_kernel.h).
   bool dq_zeroed;
   // Launch, not memory: the main kernel is a programmatic dependent launch of the preprocess
   // (its setup and K / V loads overlap the preprocess's end; bwd_api.cu).
