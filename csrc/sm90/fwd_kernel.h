@@ -184,6 +184,21 @@ struct FwdTraits {
                             : kSmemOperandBytes + kSmemOBytes + 1024 <= 227 * 1024);
   static_assert(!kPersistent || kSmemOperandBytes + kSmemOBytes + 1024 <= 227 * 1024);
   static constexpr bool kTileCounter = kPersistent && kIsLocal;
+  // Tile boundaries of the persistent kernels (H100 per-tile clock trace, bench/trace_fwd.py: at
+  // d = 64 causal 1k a tile is ~4.5 key blocks of ~2100 cycles plus ~1400 for its first S GEMM,
+  // ~1100 for its last P V and ~1200 for its epilogue).
+  //   kDeferEpilogue: a tile's epilogue (O staged and stored, lse) waits, converted in registers,
+  //     until the next tile's first S GEMM is issued. Only without ping-pong: there the earlier
+  //     return to the next tile's Q wait costs more than it saves (d 128 causal 1k -3 %).
+  //   kPrefetchQ: the next tile's Q into L2 as soon as the producer knows the tile, since its
+  //     load cannot start before sQ frees and the deferred epilogue no longer covers it.
+  //   kEarlyK: the tile's first K block loads before the producer waits for sQ to free. Not for
+  //     the ping-pong tile-counter walk (d 128 causal: -0.7 %, two stages) nor four warpgroups
+  //     (-1 %); d 128 non-causal +1..+2.4 %, d 64 three warpgroups 4k +1..+3 %.
+  static constexpr bool kDeferEpilogue = kPersistent && kNumConsumerWG == 2 && !kPingPong;
+  static constexpr bool kPrefetchQ = kDeferEpilogue;
+  static constexpr bool kEarlyK =
+      kPersistent && (kDeferEpilogue || (!kTileCounter && kNumConsumerWG < 4));
 
   struct Empty {};
   struct SharedStorage {
@@ -424,78 +439,54 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       // announcement waits for barrier_q_free (the consumers are also done with tile_id).
       int q_free_waits = 0;
       for (int t = first_tile; Traits::kTileCounter || t < num_tiles; t = next_tile(t)) {
-        if constexpr (Traits::kTileCounter) {
-          if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);
-          ++q_free_waits;
-          ss.tile_id = t;
-          if (t >= num_tiles) {
-            ss.barrier_q.arrive();
-            break;
-          }
-        }
-        const TileWork w = tile_work(t);
+        const bool in_range = t < num_tiles;
+        const TileWork w = tile_work(in_range ? t : 0);
         // Tiles without rows or without visible keys load nothing (the consumers skip them or
         // only write zeros).
-        if (w.row_begin >= w.q_len || w.n_max <= w.n_min) {
-          if constexpr (Traits::kTileCounter) ss.barrier_q.arrive();
-          continue;
-        }
+        const bool has_work = in_range && w.row_begin < w.q_len && w.n_max > w.n_min;
         const int batch = w.batch, n_min = w.n_min, n_max = w.n_max;
-        const bool q_varlen = attn.q_varlen();
-        Tensor mQ = p.tma_q.get_tma_tensor(p.layout_q.shape())(_, _, w.head, q_varlen ? 0 : batch);
-        Tensor mQb = domain_offset(make_coord(q_varlen ? attn.cu_seqlens_q[batch] : 0, _0{}), mQ);
         Tensor mK = p.tma_k.get_tma_tensor(p.layout_k.shape())(_, _, w.head_kv, _);  // (rows, d, B)
         Tensor mV = p.tma_v.get_tma_tensor(p.layout_v.shape())(_, _, w.head_kv, _);
         // Varlen keys (cu_seqlens_k, no page table): one (total_k)-row sequence, this batch entry's
         // keys start at row cu_seqlens_k[batch]. Rows past k_len in the last block belong to the
         // next sequence: K is masked there, V is cleared in smem (zero_v_tail).
         const bool k_varlen = attn.cu_seqlens_k != nullptr && !attn.paged();
-        const int k_row0 = k_varlen ? attn.cu_seqlens_k[batch] : 0;
-        Tensor gQ =
-            local_tile(mQb, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(w.m_block, _0{}));
-        auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
-                                        group_modes<0, 2>(gQ));
-        if (leader) {
-          if constexpr (Traits::kPersistent && !Traits::kTileCounter) {
-            if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);
-            ++q_free_waits;
-          }
-          ss.barrier_q.arrive_and_expect_tx(Traits::kTmaBytesQ);
-          copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);
-        }
-        if constexpr (Traits::kGather) {
-          // Not every page starts on an 8-row swizzle-atom boundary of the stage tile, where a TMA
-          // box would have to start, so the warp gathers the K/V rows. The leader's acquire waits
-          // for the consumers to free a stage and arms its barrier with the stage's bytes; the
-          // lanes copy after it.
-          const int32_t* pt = attn.page_table + batch * attn.page_table_batch_stride;
-          Element const* k_base =
-              static_cast<Element const*>(attn.k) + w.head_kv * attn.k_head_stride;
-          Element const* v_base =
-              static_cast<Element const*>(attn.v) + w.head_kv * attn.v_head_stride;
-          for (int n = n_max - 1; n >= n_min; --n) {
-            if (leader) pipe_k.producer_acquire(wr);
-            __syncwarp();
-            gather_paged_rows<kBlockN>(k_base, attn.k_batch_stride, attn.k_row_stride, pt, attn,
-                                       n * kBlockN, sK(_, _, wr.index()),
-                                       pipe_k.producer_get_barrier(wr));
-            if (leader) pipe_v.producer_acquire(wr);
-            __syncwarp();
-            gather_paged_rows<kBlockN>(v_base, attn.v_batch_stride, attn.v_row_stride, pt, attn,
-                                       n * kBlockN, sV(_, _, wr.index()),
-                                       pipe_v.producer_get_barrier(wr));
-            ++wr;
-          }
-        } else if (p.kv_row_groups) {
-          // Paged, page_size % kBlockN != 0: kBlockN / 8 boxes of 8 rows per stage, each from the
-          // page holding its first key. Groups past the page table (beyond k_len, masked / zeroed
-          // in the consumers) reload the last 8 mapped rows so the stage's byte count is complete.
-          constexpr int kG = Traits::kRowGroup;
-          Tensor mKr = p.tma_k_rows.get_tma_tensor(p.layout_k.shape())(_, _, w.head_kv, _);
-          Tensor mVr = p.tma_v_rows.get_tma_tensor(p.layout_v.shape())(_, _, w.head_kv, _);
-          const int cap = attn.page_table_cols * attn.page_size;  // multiple of 8
-          const int32_t* pt = attn.page_table + batch * attn.page_table_batch_stride;
-          for (int n = n_max - 1; n >= n_min; --n) {
+        const int k_row0 = k_varlen && has_work ? attn.cu_seqlens_k[batch] : 0;
+        // K (is_v false) or V of key block n into stage wr.
+        auto load_kv = [&](int n, bool is_v) {
+          if constexpr (Traits::kGather) {
+            // Not every page starts on an 8-row swizzle-atom boundary of the stage tile, where a
+            // TMA box would have to start, so the warp gathers the K/V rows. The leader's acquire
+            // waits for the consumers to free a stage and arms its barrier with the stage's
+            // bytes; the lanes copy after it.
+            const int32_t* pt = attn.page_table + batch * attn.page_table_batch_stride;
+            Element const* k_base =
+                static_cast<Element const*>(attn.k) + w.head_kv * attn.k_head_stride;
+            Element const* v_base =
+                static_cast<Element const*>(attn.v) + w.head_kv * attn.v_head_stride;
+            if (!is_v) {
+              if (leader) pipe_k.producer_acquire(wr);
+              __syncwarp();
+              gather_paged_rows<kBlockN>(k_base, attn.k_batch_stride, attn.k_row_stride, pt, attn,
+                                         n * kBlockN, sK(_, _, wr.index()),
+                                         pipe_k.producer_get_barrier(wr));
+            } else {
+              if (leader) pipe_v.producer_acquire(wr);
+              __syncwarp();
+              gather_paged_rows<kBlockN>(v_base, attn.v_batch_stride, attn.v_row_stride, pt, attn,
+                                         n * kBlockN, sV(_, _, wr.index()),
+                                         pipe_v.producer_get_barrier(wr));
+            }
+          } else if (p.kv_row_groups) {
+            // Paged, page_size % kBlockN != 0: kBlockN / 8 boxes of 8 rows per stage, each from
+            // the page holding its first key. Groups past the page table (beyond k_len, masked /
+            // zeroed in the consumers) reload the last 8 mapped rows so the stage's byte count is
+            // complete.
+            constexpr int kG = Traits::kRowGroup;
+            Tensor mKr = p.tma_k_rows.get_tma_tensor(p.layout_k.shape())(_, _, w.head_kv, _);
+            Tensor mVr = p.tma_v_rows.get_tma_tensor(p.layout_v.shape())(_, _, w.head_kv, _);
+            const int cap = attn.page_table_cols * attn.page_size;  // multiple of 8
+            const int32_t* pt = attn.page_table + batch * attn.page_table_batch_stride;
             // The page table is re-read only when a group enters a new page (the producer runs
             // with few registers).
             auto load = [&](auto const& tma, auto const& mX, auto& sX, auto dim, uint64_t* bar) {
@@ -518,38 +509,91 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
                 copy(tma.with(*bar, 0), tXg, tXs);
               }
             };
-            pipe_k.producer_acquire(wr);
-            load(p.tma_k_rows, mKr, sK, Int<kHeadDim>{}, pipe_k.producer_get_barrier(wr));
-            pipe_v.producer_acquire(wr);
-            load(p.tma_v_rows, mVr, sV, Int<Traits::kHeadDimV>{}, pipe_v.producer_get_barrier(wr));
-            ++wr;
-          }
-        } else {
-          for (int n = n_max - 1; n >= n_min; --n) {
-            // Batched: tile n of batch entry `batch`. Paged: tile of the page holding key n*kBlockN
-            // (page_size is a multiple of kBlockN here).
-            // Varlen: tile n of the (total_k)-row view shifted by k_row0.
+            if (!is_v) {
+              pipe_k.producer_acquire(wr);
+              load(p.tma_k_rows, mKr, sK, Int<kHeadDim>{}, pipe_k.producer_get_barrier(wr));
+            } else {
+              pipe_v.producer_acquire(wr);
+              load(p.tma_v_rows, mVr, sV, Int<Traits::kHeadDimV>{}, pipe_v.producer_get_barrier(wr));
+            }
+          } else {
+            // Batched: tile n of batch entry `batch`. Paged: tile of the page holding key
+            // n*kBlockN (page_size is a multiple of kBlockN here). Varlen: tile n of the
+            // (total_k)-row view shifted by k_row0.
             int page = k_varlen ? 0 : batch, tile = n;
             if (attn.paged()) {
               const int key = n * kBlockN;
               page = attn.page_table[batch * attn.page_table_batch_stride + key / attn.page_size];
               tile = (key % attn.page_size) / kBlockN;
             }
-            Tensor gK = local_tile(domain_offset(make_coord(k_row0, _0{}), mK(_, _, page)),
-                                   Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(tile, _0{}));
-            Tensor gV = local_tile(domain_offset(make_coord(k_row0, _0{}), mV(_, _, page)),
-                                   Shape<Int<kBlockN>, Int<Traits::kHeadDimV>>{},
-                                   make_coord(tile, _0{}));
-            auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
-                                            group_modes<0, 2>(gK));
-            auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
-                                            group_modes<0, 2>(gV));
-            pipe_k.producer_acquire(wr);
-            copy(p.tma_k.with(*pipe_k.producer_get_barrier(wr), 0), tKg, tKs(_, wr.index()));
-            pipe_v.producer_acquire(wr);
-            copy(p.tma_v.with(*pipe_v.producer_get_barrier(wr), 0), tVg, tVs(_, wr.index()));
-            ++wr;
+            if (!is_v) {
+              Tensor gK = local_tile(domain_offset(make_coord(k_row0, _0{}), mK(_, _, page)),
+                                     Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(tile, _0{}));
+              auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
+                                              group_modes<0, 2>(gK));
+              pipe_k.producer_acquire(wr);
+              copy(p.tma_k.with(*pipe_k.producer_get_barrier(wr), 0), tKg, tKs(_, wr.index()));
+            } else {
+              Tensor gV = local_tile(domain_offset(make_coord(k_row0, _0{}), mV(_, _, page)),
+                                     Shape<Int<kBlockN>, Int<Traits::kHeadDimV>>{},
+                                     make_coord(tile, _0{}));
+              auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
+                                              group_modes<0, 2>(gV));
+              pipe_v.producer_acquire(wr);
+              copy(p.tma_v.with(*pipe_v.producer_get_barrier(wr), 0), tVg, tVs(_, wr.index()));
+            }
           }
+        };
+        // kEarlyK: the tile's first K block goes out before the wait for sQ: its stage frees (S
+        // GEMM done) before sQ does, so its latency runs under the previous tile's last softmax
+        // and P V. (V's stage frees only after a P V, with two stages after the last S GEMM: V
+        // waits until after Q.)
+        const bool early_k = Traits::kEarlyK && has_work;
+        // The tile's Q (global source, shared destination).
+        auto q_tiles = [&] {
+          const bool q_varlen = attn.q_varlen();
+          Tensor mQ =
+              p.tma_q.get_tma_tensor(p.layout_q.shape())(_, _, w.head, q_varlen ? 0 : batch);
+          Tensor mQb =
+              domain_offset(make_coord(q_varlen ? attn.cu_seqlens_q[batch] : 0, _0{}), mQ);
+          Tensor gQ =
+              local_tile(mQb, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(w.m_block, _0{}));
+          return tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
+                               group_modes<0, 2>(gQ));
+        };
+        if constexpr (Traits::kPrefetchQ) {
+          if (has_work && leader) {
+            auto [tQg, tQs] = q_tiles();
+            prefetch(p.tma_q, tQg);
+          }
+        }
+        if (early_k) load_kv(n_max - 1, false);
+        if constexpr (Traits::kTileCounter) {
+          if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);
+          ++q_free_waits;
+          ss.tile_id = t;
+          if (!in_range) {
+            ss.barrier_q.arrive();
+            break;
+          }
+        }
+        if (!has_work) {
+          if constexpr (Traits::kTileCounter) ss.barrier_q.arrive();
+          continue;
+        }
+        if (leader) {
+          auto [tQg, tQs] = q_tiles();
+          if constexpr (Traits::kPersistent && !Traits::kTileCounter) {
+            if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);
+            ++q_free_waits;
+          }
+          ss.barrier_q.arrive_and_expect_tx(Traits::kTmaBytesQ);
+          copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);
+        }
+        for (int n = n_max - 1; n >= n_min; --n) {
+          if (!(early_k && n == n_max - 1)) load_kv(n, false);
+          load_kv(n, true);
+          ++wr;
         }
       }
     }
@@ -691,7 +735,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   Tensor cO = make_identity_tensor(select<0, 1>(typename Traits::TileShapeO{}));
   Tensor tOcO = thr_o.partition_C(cO);
   Tensor tOcO_rc = make_tensor(tOcO.data(), detail::acc_rowcol(tOcO.layout()));
-  // Epilogue of tile w (O already normalised): lse, then O through this warpgroup's slab to its
+  // O of the tile being stored, normalised and converted.
+  Tensor tOrOe = make_tensor_like<Element>(tOrO);
+  // Epilogue of tile w (tOrOe holds its O): lse, then O through this warpgroup's slab to its
   // own store (named barrier of its 128 threads). Persistent: the slab is free once this
   // warpgroup's previous TMA store has read it.
   auto store_tile = [&](const TileWork& w, float const (&lse)[2]) {
@@ -706,12 +752,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       if (store_thread) tma_store_wait<0>();
       cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);
     }
-    {
-      Tensor tOrOe = make_tensor_like<Element>(tOrO);
-      detail::convert_frag(tOrO, tOrOe);
-      copy(tOrOe, thr_o_wg.partition_C(sO));
-    }
-    cutlass::arch::fence_view_async_shared();
+    copy(tOrOe, thr_o_wg.partition_C(sO));
+    // Only the TMA store reads sO through the async proxy.
+    if (!p.store_o_predicated) cutlass::arch::fence_view_async_shared();
     cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);
     const int slab_row = w.row_begin + 64 * wgc;
     if (p.store_o_predicated) {
@@ -732,6 +775,28 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
                                       group_modes<0, 2>(gO));
       copy(p.tma_o, tOs, tOg);
       tma_store_arrive();
+    }
+  };
+
+  // kDeferEpilogue: the tile whose epilogue has not run yet (its O in tOrOe).
+  bool pending = false;
+  TileWork pending_w;
+  float pending_lse[2];
+  auto flush_pending = [&] {
+    if (pending) store_tile(pending_w, pending_lse);
+    pending = false;
+  };
+  // Ends tile w: O converted, then stored now or (kDeferEpilogue) after the next S GEMM's issue.
+  auto end_tile = [&](const TileWork& w, float const (&lse)[2], bool defer) {
+    flush_pending();  // tOrOe is about to be overwritten
+    detail::convert_frag(tOrO, tOrOe);
+    if (Traits::kDeferEpilogue && defer) {
+      pending = true;
+      pending_w = w;
+      pending_lse[0] = lse[0];
+      pending_lse[1] = lse[1];
+    } else {
+      store_tile(w, lse);
     }
   };
 
@@ -792,6 +857,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         turn_wait();
         detail::wg_gemm<true, -1>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS);
         turn_pass();
+        flush_pending();  // the previous tile's epilogue, under this S GEMM
         warpgroup_wait<0>();
         warpgroup_fence_operand(tSrS);
         pipe_k.consumer_release(rd);
@@ -844,7 +910,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         warpgroup_fence_operand(tOrO);
         pipe_v.consumer_release(rd_v);
         rescale_o(f);
-        store_tile(w, lse);
+        end_tile(w, lse, true);
         continue;
       }
     } else if (n_max > n_min) {
@@ -873,7 +939,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       }
       finish_softmax(w, f, lse);
       rescale_o(f);
-      store_tile(w, lse);
+      end_tile(w, lse, false);
       continue;
     }
     // No key visible to these rows (k_len = 0, or a window beyond the keys): O = 0 (or all
@@ -882,8 +948,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     softmax.init();
     finish_softmax(w, f, lse);
     rescale_o(f);
-    store_tile(w, lse);
+    end_tile(w, lse, false);
   }
+  flush_pending();
   // The last store must have read sO before the CTA's shared memory goes away.
   if (store_thread) tma_store_wait<0>();
 #endif

@@ -1,0 +1,86 @@
+"""Per-tile phase timeline of the sm90 forward kernel (overlapped loop; every CTA, every tile):
+    python3 bench/trace_fwd.py TREE OUTDIR     # TREE: a directory holding a csrc/ ("." = checkout)
+    nvcc <flags of csrc/sm90/test/build.sh> -I OUTDIR/csrc -DTR_D=64 -DTR_CAUSAL=1 [-DTR_WG=2]
+         csrc/sm90/test/trace_fwd.cu -o BIN     # no GPU needed
+    ./BIN SEQLEN                                # on the GPU
+Copies TREE/csrc to OUTDIR/csrc and inserts clock64() reads at the phase boundaries of each tile
+in fwd_kernel.h: one thread per consumer warpgroup (tile start, tile known / Q landed, first S
+done (with kDeferEpilogue the previous tile's epilogue runs under it), first softmax done,
+key-block loop done, last P V done, stored or deferred) and the producer thread
+(tile known from the counter, sQ free, Q issued, last K / V issued). trace_fwd.cu prints, per
+number of key blocks in the tile, the mean cycles of each phase, and the CTAs' idle time at the
+end of the kernel. The reads perturb the schedule a little: read phases, not absolute speed. An
+anchor that no longer matches the kernel source stops the script: update ANCHORS with the kernel.
+"""
+import shutil
+import sys
+from pathlib import Path
+
+DECL = """
+// trace_fwd.py: [CTA][tile of the CTA][consumer warpgroup 0..3, producer 4][mark]
+constexpr int kTrMaxCtas = 160, kTrMaxTiles = 128, kTrMarks = 8;
+__device__ unsigned long long fa4_fwd_trace[kTrMaxCtas][kTrMaxTiles][5][kTrMarks];
+__device__ int fa4_fwd_trace_blocks[kTrMaxCtas][kTrMaxTiles];   // key blocks of the tile
+__device__ unsigned long long fa4_fwd_trace_end[kTrMaxCtas];     // globaltimer at the CTA's end
+__device__ __forceinline__ unsigned long long fa4_globaltimer() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+  return t;
+}
+"""
+
+ANCHORS = [
+    ("using namespace cute;\n", "using namespace cute;\n" + DECL),
+    # producer
+    ("      int q_free_waits = 0;\n",
+     "      int q_free_waits = 0;\n      int tr_ptile = 0;\n"
+     "#define PTR(k) if (threadIdx.x == 0 && blockIdx.x < kTrMaxCtas && tr_ptile < kTrMaxTiles) "
+     "fa4_fwd_trace[blockIdx.x][tr_ptile][4][k] = clock64();\n"),
+    ("        const bool in_range = t < num_tiles;\n",
+     "        PTR(0)\n        const bool in_range = t < num_tiles;\n"),
+    ("          if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);\n          ++q_free_waits;\n          ss.tile_id = t;\n",
+     "          if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);\n          PTR(1)\n          ++q_free_waits;\n          ss.tile_id = t;\n"),
+    ("          copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);\n        }\n",
+     "          copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);\n          PTR(2)\n        }\n"),
+    ("          load_kv(n, true);\n          ++wr;\n        }\n",
+     "          load_kv(n, true);\n          ++wr;\n        }\n        PTR(3)\n        ++tr_ptile;\n"),
+    # consumers
+    ("  const int ctid = threadIdx.x - 128;  // 0..255\n",
+     "  const int ctid = threadIdx.x - 128;  // 0..255\n  int tr_tile = 0;\n"
+     "#define TR(k) if (ctid % 128 == 0 && blockIdx.x < kTrMaxCtas && tr_tile < kTrMaxTiles) "
+     "fa4_fwd_trace[blockIdx.x][tr_tile][ctid / 128][k] = clock64();\n"),
+    ("  for (int t = first_tile; Traits::kTileCounter || t < num_tiles; t += tile_step) {\n    if constexpr (Traits::kTileCounter) {\n      ss.barrier_q.wait(q_waits++ & 1);  // the producer's next announcement (and its Q, if any)\n",
+     "  for (int t = first_tile; Traits::kTileCounter || t < num_tiles; t += tile_step) {\n    TR(0)\n    if constexpr (Traits::kTileCounter) {\n      ss.barrier_q.wait(q_waits++ & 1);  // the producer's next announcement (and its Q, if any)\n      TR(1)\n"),
+    ("        if constexpr (!Traits::kTileCounter) ss.barrier_q.wait(q_waits++ & 1);\n        clear(tOrO);\n        softmax.init();\n        // Prologue",
+     "        if constexpr (!Traits::kTileCounter) ss.barrier_q.wait(q_waits++ & 1);\n        if constexpr (!Traits::kTileCounter) TR(1)\n        clear(tOrO);\n        softmax.init();\n        // Prologue"),
+    ("        warpgroup_wait<0>();\n        warpgroup_fence_operand(tSrS);\n        pipe_k.consumer_release(rd);\n",
+     "        warpgroup_wait<0>();\n        TR(2)\n        warpgroup_fence_operand(tSrS);\n        pipe_k.consumer_release(rd);\n"),
+    ("        for (n = n_max - 2; n >= n_min; --n) {\n",
+     "        TR(3)\n        for (n = n_max - 2; n >= n_min; --n) {\n"),
+    ("        // Tail: the last P V.\n", "        TR(4)\n        // Tail: the last P V.\n"),
+    ("        pipe_v.consumer_release(rd_v);\n        rescale_o(f);\n        end_tile(w, lse, true);\n        continue;\n",
+     "        pipe_v.consumer_release(rd_v);\n        TR(5)\n        rescale_o(f);\n        end_tile(w, lse, true);\n        TR(6)\n"
+     "        if (ctid == 0 && blockIdx.x < kTrMaxCtas && tr_tile < kTrMaxTiles) fa4_fwd_trace_blocks[blockIdx.x][tr_tile] = n_max - n_min;\n"
+     "        ++tr_tile;\n        continue;\n"),
+    ("  if (store_thread) tma_store_wait<0>();\n#endif\n",
+     "  if (store_thread) tma_store_wait<0>();\n"
+     "  if (ctid == 0 && blockIdx.x < kTrMaxCtas) fa4_fwd_trace_end[blockIdx.x] = fa4_globaltimer();\n#endif\n"),
+]
+
+
+def main():
+    tree, out = Path(sys.argv[1]), Path(sys.argv[2])
+    shutil.rmtree(out / "csrc", ignore_errors=True)
+    shutil.copytree(tree / "csrc", out / "csrc")
+    kernel = out / "csrc/sm90/fwd_kernel.h"
+    src = kernel.read_text()
+    for old, new in ANCHORS:
+        if src.count(old) != 1:
+            sys.exit(f"anchor not found once in {kernel}:\n{old}")
+        src = src.replace(old, new)
+    kernel.write_text(src)
+    print(f"instrumented {kernel}")
+
+
+if __name__ == "__main__":
+    main()
