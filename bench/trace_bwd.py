@@ -13,9 +13,9 @@ in the dQ warp read misleadingly: its clock read right after a named-barrier wai
 the wait.) An
 anchor that no longer matches the kernel source stops the script: update ANCHORS with the kernel.
 """
-import shutil
 import sys
-from pathlib import Path
+
+from trace_patch import instrument
 
 # (text in bwd_kernel.h, the same text with trace points); TR(k) records the end of phase k - 1 of
 # bb_dump_trace's list (csrc/sm90/test/bench_bwd_kernels.cu), TR(0) the start of a query block.
@@ -80,17 +80,7 @@ def main():
     args = sys.argv[1:]
     anchors = ANCHORS_PP if args[0] == "--pp" else ANCHORS
     args = args[1:] if args[0] == "--pp" else args
-    tree, out = Path(args[0]), Path(args[1])
-    shutil.rmtree(out / "csrc", ignore_errors=True)
-    shutil.copytree(tree / "csrc", out / "csrc")
-    kernel = out / "csrc/sm90/bwd_kernel.h"
-    src = kernel.read_text()
-    for old, new in anchors:
-        if src.count(old) != 1:
-            sys.exit(f"anchor not found once in {kernel}:\n{old}")
-        src = src.replace(old, new)
-    kernel.write_text(src)
-    print(f"instrumented {kernel}")
+    instrument(args[0], args[1], "sm90/bwd_kernel.h", anchors)
 
 
 if __name__ == "__main__":

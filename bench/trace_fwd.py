@@ -12,9 +12,9 @@ number of key blocks in the tile, the mean cycles of each phase, and the CTAs' i
 end of the kernel. The reads perturb the schedule a little: read phases, not absolute speed. An
 anchor that no longer matches the kernel source stops the script: update ANCHORS with the kernel.
 """
-import shutil
 import sys
-from pathlib import Path
+
+from trace_patch import instrument
 
 DECL = """
 // trace_fwd.py: [CTA][tile of the CTA][consumer warpgroup 0..3, producer 4][mark]
@@ -69,17 +69,7 @@ ANCHORS = [
 
 
 def main():
-    tree, out = Path(sys.argv[1]), Path(sys.argv[2])
-    shutil.rmtree(out / "csrc", ignore_errors=True)
-    shutil.copytree(tree / "csrc", out / "csrc")
-    kernel = out / "csrc/sm90/fwd_kernel.h"
-    src = kernel.read_text()
-    for old, new in ANCHORS:
-        if src.count(old) != 1:
-            sys.exit(f"anchor not found once in {kernel}:\n{old}")
-        src = src.replace(old, new)
-    kernel.write_text(src)
-    print(f"instrumented {kernel}")
+    instrument(sys.argv[1], sys.argv[2], "sm90/fwd_kernel.h", ANCHORS)
 
 
 if __name__ == "__main__":
