@@ -18,7 +18,7 @@ from trace_patch import instrument
 
 DECL = """
 // trace_fwd.py: [CTA][tile of the CTA][consumer warpgroup 0..3, producer 4][mark]
-constexpr int kTrMaxCtas = 160, kTrMaxTiles = 128, kTrMarks = 8;
+constexpr int kTrMaxCtas = 160, kTrMaxTiles = 128, kTrMarks = 17;
 __device__ unsigned long long fa4_fwd_trace[kTrMaxCtas][kTrMaxTiles][5][kTrMarks];
 __device__ int fa4_fwd_trace_blocks[kTrMaxCtas][kTrMaxTiles];   // key blocks of the tile
 __device__ unsigned long long fa4_fwd_trace_end[kTrMaxCtas];     // globaltimer at the CTA's end
@@ -38,8 +38,8 @@ ANCHORS = [
      "fa4_fwd_trace[blockIdx.x][tr_ptile][4][k] = clock64();\n"),
     ("        const bool in_range = t < num_tiles;\n",
      "        PTR(0)\n        const bool in_range = t < num_tiles;\n"),
-    ("          if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);\n          ++q_free_waits;\n          ss.tile_id = t;\n",
-     "          if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);\n          PTR(1)\n          ++q_free_waits;\n          ss.tile_id = t;\n"),
+    ("          if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);\n          ++q_free_waits;\n          ss.tile.work = w;\n",
+     "          if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);\n          PTR(1)\n          ++q_free_waits;\n          ss.tile.work = w;\n"),
     ("          copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);\n        }\n",
      "          copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);\n          PTR(2)\n        }\n"),
     ("          load_kv(n, true);\n          ++wr;\n        }\n",
@@ -58,13 +58,27 @@ ANCHORS = [
     ("        for (n = n_max - 2; n >= n_min; --n) {\n",
      "        TR(3)\n        for (n = n_max - 2; n >= n_min; --n) {\n"),
     ("        // Tail: the last P V.\n", "        TR(4)\n        // Tail: the last P V.\n"),
-    ("        pipe_v.consumer_release(rd_v);\n        rescale_o(f);\n        end_tile(w, lse, true);\n        continue;\n",
-     "        pipe_v.consumer_release(rd_v);\n        TR(5)\n        rescale_o(f);\n        end_tile(w, lse, true);\n        TR(6)\n"
+    ("        pipe_v.consumer_release(rd_v);\n        rescale_o(f);\n        end_tile(w, true);\n        continue;\n",
+     "        pipe_v.consumer_release(rd_v);\n        TR(5)\n        rescale_o(f);\n        end_tile(w, true);\n        TR(6)\n"
      "        if (ctid == 0 && blockIdx.x < kTrMaxCtas && tr_tile < kTrMaxTiles) fa4_fwd_trace_blocks[blockIdx.x][tr_tile] = n_max - n_min;\n"
      "        ++tr_tile;\n        continue;\n"),
     ("  if (store_thread) tma_store_wait<0>();\n#endif\n",
      "  if (store_thread) tma_store_wait<0>();\n"
      "  if (ctid == 0 && blockIdx.x < kTrMaxCtas) fa4_fwd_trace_end[blockIdx.x] = fa4_globaltimer();\n#endif\n"),
+    # finer marks of the first-S phase and of the epilogue (store_tile); with kDeferEpilogue the
+    # store marks of tile t's epilogue land in tile t + 1's record, inside its first-S phase
+    ("        turn_pass();\n        flush_pending();  // the previous tile's epilogue, under this S GEMM\n",
+     "        turn_pass();\n        TR(7)\n        flush_pending();  // the previous tile's epilogue, under this S GEMM\n"),
+    ("      cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);\n    }\n    copy(tOrOe, thr_o_wg.partition_C(sO));\n",
+     "      cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);\n    }\n    TR(8)\n    copy(tOrOe, thr_o_wg.partition_C(sO));\n    TR(9)\n"),
+    ("    cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);\n    const int slab_row = w.row_begin + 64 * wgc;\n",
+     "    cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);\n    TR(10)\n    const int slab_row = w.row_begin + 64 * wgc;\n"),
+    ("      copy(p.tma_o, tOs, tOg);\n      tma_store_arrive();\n    }\n  };\n",
+     "      copy(p.tma_o, tOs, tOg);\n      tma_store_arrive();\n    }\n    TR(11)\n  };\n"),
+    ("  auto store_tile = [&](const TileWork& w) {\n    if constexpr (Traits::kPersistent) {\n      if (store_thread) tma_store_wait<0>();\n",
+     "  auto store_tile = [&](const TileWork& w) {\n    TR(12)\n    TR(13)\n    if constexpr (Traits::kPersistent) {\n      if (store_thread) tma_store_wait<0>();\n      TR(14)\n"),
+    ("        pipe_k.consumer_wait(rd);\n        turn_wait();\n        detail::wg_gemm<true, -1>",
+     "        TR(15)\n        pipe_k.consumer_wait(rd);\n        TR(16)\n        turn_wait();\n        detail::wg_gemm<true, -1>"),
 ]
 
 

@@ -40,6 +40,24 @@ namespace fa4::sm90 {
 
 using namespace cute;
 
+// One tile's work: (query block, head, batch) and what follows from it. The tile-counter walk
+// hands it from the producer to the consumers through shared memory (FwdTileSlot): derived from
+// the walk's order it costs a chain of integer divisions and parameter reads that the consumers
+// would otherwise pay between learning the tile and its first S GEMM (~700 cycles, H100 trace).
+// The static walks derive it themselves while their Q loads.
+struct alignas(16) FwdTileWork {
+  int m_block, head, batch, head_kv;
+  int q_len, k_len;        // this sequence's lengths
+  int row_begin, row_end;  // query rows [row_begin, row_end) of this tile
+  int n_min, n_max;        // key blocks [n_min, n_max) the rows can see
+  MaskSpec mask;           // bottom-right aligned to the sequence's lengths
+  float* lse;              // lse of the sequence's row 0 at this head (nullptr: no lse output)
+};
+struct alignas(16) FwdTileSlot {
+  FwdTileWork work;
+  int id;  // >= the tile count ends the walk
+};
+
 // ------------------------------------------------------------------------------------------------
 // Compile-time configuration of one kernel instance.
 // ------------------------------------------------------------------------------------------------
@@ -187,7 +205,7 @@ struct FwdTraits {
   // Tile boundaries of the persistent kernels (H100 per-tile clock trace, bench/trace_fwd.py: at
   // d = 64 causal 1k a tile is ~4.5 key blocks of ~2100 cycles plus ~1400 for its first S GEMM,
   // ~1100 for its last P V and ~1200 for its epilogue).
-  //   kDeferEpilogue: a tile's epilogue (O staged and stored, lse) waits, converted in registers,
+  //   kDeferEpilogue: a tile's epilogue (O staged and stored) waits, converted in registers,
   //     until the next tile's first S GEMM is issued. Only without ping-pong: there the earlier
   //     return to the next tile's Q wait costs more than it saves (d 128 causal 1k -3 %).
   //   kPrefetchQ: the next tile's Q into L2 as soon as the producer knows the tile, since its
@@ -208,9 +226,9 @@ struct FwdTraits {
     // O staging: its own buffer when persistent, else it aliases q.
     alignas(1024) conditional_t<
         kPersistent, cute::array_aligned<Element, cosize_v<SmemLayoutO> * kNumConsumerWG>, Empty> o;
-    alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_q;  // Q landed (and tile_id set)
-    cutlass::arch::ClusterBarrier barrier_q_free;  // consumers done with Q and tile_id (persistent)
-    int tile_id;  // persistent: the tile the producer announced; >= the tile count ends the walk
+    alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_q;  // Q landed (and tile set)
+    cutlass::arch::ClusterBarrier barrier_q_free;  // consumers done with Q and tile (persistent)
+    FwdTileSlot tile;  // kTileCounter: the tile the producer announced
     typename Pipeline::SharedStorage pipe_k;
     typename Pipeline::SharedStorage pipe_v;
   };
@@ -356,13 +374,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     }
     return t + tile_step;
   };
-  struct TileWork {
-    int m_block, head, batch, head_kv;
-    int q_len, k_len;       // this sequence's lengths
-    int row_begin, row_end;  // query rows [row_begin, row_end) of this tile
-    int n_min, n_max;        // key blocks [n_min, n_max) the rows can see
-    MaskSpec mask;           // bottom-right aligned to the sequence's lengths
-  };
+  using TileWork = FwdTileWork;
   auto tile_work = [&](int t) {
     TileWork w;
     if constexpr (Traits::kTileCounter) {
@@ -395,6 +407,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     if constexpr (Traits::kIsLocal) w.mask.key_range(w.row_begin, w.row_end, &col_begin, &col_end);
     w.n_min = col_begin / kBlockN;
     w.n_max = col_begin < col_end ? (col_end + kBlockN - 1) / kBlockN : w.n_min;
+    w.lse = attn.lse != nullptr ? attn.lse + attn.lse_offset(w.batch, 0, w.head) : nullptr;
     return w;
   };
 
@@ -435,8 +448,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       PipelineState wr = cutlass::make_producer_start_state<Pipeline>();
       // Persistent: Q of the next tile waits until the consumers' S GEMMs are done with sQ
       // (barrier_q_free). kTileCounter: every tile is also announced to the consumers, through
-      // tile_id and barrier_q (with Q's bytes when it has work), then one id past the end; each
-      // announcement waits for barrier_q_free (the consumers are also done with tile_id).
+      // ss.tile (its work, derived here) and barrier_q (with Q's bytes when it has work), then one
+      // id past the end; each announcement waits for barrier_q_free (the consumers have also read
+      // ss.tile).
       int q_free_waits = 0;
       for (int t = first_tile; Traits::kTileCounter || t < num_tiles; t = next_tile(t)) {
         const bool in_range = t < num_tiles;
@@ -571,7 +585,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         if constexpr (Traits::kTileCounter) {
           if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);
           ++q_free_waits;
-          ss.tile_id = t;
+          ss.tile.work = w;
+          ss.tile.id = t;
           if (!in_range) {
             ss.barrier_q.arrive();
             break;
@@ -725,29 +740,29 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       for (int c = 0; c < size<1>(tOrO_rc); ++c) tOrO_rc(r, c) *= f[r];
     }
   };
-  // Ends tile w's softmax: the output scales (1 / sum, with the sink) and the rows' lse.
-  auto finish_softmax = [&](const TileWork& w, float (&f)[2], float (&lse)[2]) {
-    const float sink_log2 = has_sink ? attn.learnable_sink[w.head] * kLog2e : 0.f;
-    softmax.finalize(sink_log2, has_sink, f);
-    CUTE_UNROLL
-    for (int r = 0; r < 2; ++r) lse[r] = softmax.st[r].lse();
-  };
   Tensor cO = make_identity_tensor(select<0, 1>(typename Traits::TileShapeO{}));
   Tensor tOcO = thr_o.partition_C(cO);
   Tensor tOcO_rc = make_tensor(tOcO.data(), detail::acc_rowcol(tOcO.layout()));
-  // O of the tile being stored, normalised and converted.
-  Tensor tOrOe = make_tensor_like<Element>(tOrO);
-  // Epilogue of tile w (tOrOe holds its O): lse, then O through this warpgroup's slab to its
-  // own store (named barrier of its 128 threads). Persistent: the slab is free once this
-  // warpgroup's previous TMA store has read it.
-  auto store_tile = [&](const TileWork& w, float const (&lse)[2]) {
-    if (attn.lse != nullptr && (lane % 4) == 0) {  // one thread of each quad, its two rows
+  // Ends tile w's softmax: the output scales (1 / sum, with the sink) and the rows' lse, written
+  // at once (one thread of each quad, its two rows) from the tile's own lse pointer (the
+  // parameter reads of lse_offset cost ~500 cycles per tile here, H100 trace).
+  auto finish_softmax = [&](const TileWork& w, float (&f)[2]) {
+    const float sink_log2 = has_sink ? attn.learnable_sink[w.head] * kLog2e : 0.f;
+    softmax.finalize(sink_log2, has_sink, f);
+    if (w.lse != nullptr && (lane % 4) == 0) {
       CUTE_UNROLL
       for (int r = 0; r < size<0>(tOcO_rc); ++r) {
         const int row = w.row_begin + get<0>(tOcO_rc(r, 0));
-        if (row < w.q_len) attn.lse[attn.lse_offset(w.batch, row, w.head)] = lse[r];
+        if (row < w.q_len) w.lse[row] = softmax.st[r].lse();
       }
     }
+  };
+  // O of the tile being stored, normalised and converted.
+  Tensor tOrOe = make_tensor_like<Element>(tOrO);
+  // Epilogue of tile w (tOrOe holds its O): O through this warpgroup's slab to its own store
+  // (named barrier of its 128 threads). Persistent: the slab is free once this warpgroup's
+  // previous TMA store has read it.
+  auto store_tile = [&](const TileWork& w) {
     if constexpr (Traits::kPersistent) {
       if (store_thread) tma_store_wait<0>();
       cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);
@@ -781,22 +796,19 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   // kDeferEpilogue: the tile whose epilogue has not run yet (its O in tOrOe).
   bool pending = false;
   TileWork pending_w;
-  float pending_lse[2];
   auto flush_pending = [&] {
-    if (pending) store_tile(pending_w, pending_lse);
+    if (pending) store_tile(pending_w);
     pending = false;
   };
   // Ends tile w: O converted, then stored now or (kDeferEpilogue) after the next S GEMM's issue.
-  auto end_tile = [&](const TileWork& w, float const (&lse)[2], bool defer) {
+  auto end_tile = [&](const TileWork& w, bool defer) {
     flush_pending();  // tOrOe is about to be overwritten
     detail::convert_frag(tOrO, tOrOe);
     if (Traits::kDeferEpilogue && defer) {
       pending = true;
       pending_w = w;
-      pending_lse[0] = lse[0];
-      pending_lse[1] = lse[1];
     } else {
-      store_tile(w, lse);
+      store_tile(w);
     }
   };
 
@@ -804,10 +816,13 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   for (int t = first_tile; Traits::kTileCounter || t < num_tiles; t += tile_step) {
     if constexpr (Traits::kTileCounter) {
       ss.barrier_q.wait(q_waits++ & 1);  // the producer's next announcement (and its Q, if any)
-      t = ss.tile_id;
+      t = ss.tile.id;
       if (t >= num_tiles) break;
     }
-    const TileWork w = tile_work(t);
+    const TileWork w = [&] {
+      if constexpr (Traits::kTileCounter) return ss.tile.work;
+      else return tile_work(t);
+    }();
     if constexpr (Traits::kTileCounter) {
       // Tiles without work free sQ and tile_id at once; the others after their last S GEMM.
       if (!(w.row_begin < w.q_len && w.n_max > w.n_min)) ss.barrier_q_free.arrive();
@@ -840,7 +855,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         if (n == n_min) ss.barrier_q_free.arrive();
       }
     };
-    float f[2], lse[2];
+    float f[2];
 
     if constexpr (Traits::kOverlap) {
       if (n_max > n_min) {
@@ -905,12 +920,12 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
         detail::wg_gemm<false, -1>(mma_o, tOrPa, tOrV(_, _, _, rd_v.index()), tOrO);
         turn_pass(true);
-        finish_softmax(w, f, lse);
+        finish_softmax(w, f);
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
         pipe_v.consumer_release(rd_v);
         rescale_o(f);
-        end_tile(w, lse, true);
+        end_tile(w, true);
         continue;
       }
     } else if (n_max > n_min) {
@@ -937,18 +952,18 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         pipe_v.consumer_release(rd);
         ++rd;
       }
-      finish_softmax(w, f, lse);
+      finish_softmax(w, f);
       rescale_o(f);
-      end_tile(w, lse, false);
+      end_tile(w, false);
       continue;
     }
     // No key visible to these rows (k_len = 0, or a window beyond the keys): O = 0 (or all
     // weight on the sink), lse -inf (or the sink's).
     clear(tOrO);
     softmax.init();
-    finish_softmax(w, f, lse);
+    finish_softmax(w, f);
     rescale_o(f);
-    end_tile(w, lse, false);
+    end_tile(w, false);
   }
   flush_pending();
   // The last store must have read sO before the CTA's shared memory goes away.

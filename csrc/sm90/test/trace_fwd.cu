@@ -141,6 +141,43 @@ int main(int argc, char** argv) {
     printf(" %13.0f %13.0f %13.0f\n", nb > 1 ? sum[nb][3] / cnt[nb] / (nb - 1) : 0.0,
            sum[nb][7] / cnt[nb], sum[nb][8] / cnt[nb]);
   }
+  // Inside the first-S phase and the epilogue (store_tile), over all traced tiles: S issue
+  // returned (7), slab free (lse written, previous store read, barrier; 8), O staged (9), fenced and
+  // synced (10), store issued (11). With kDeferEpilogue the store marks in tile t's record belong
+  // to tile t - 1's epilogue, run under tile t's first S GEMM.
+  {
+    constexpr bool kDefer = Traits::kDeferEpilogue;
+    const char* sub[] = {"S issue", kDefer ? "slab free" : "epi start->slab free", "stage O",
+                         "fence+sync", "store issue", kDefer ? "S wait after" : "-",
+                         "tile known->K wait start", "K wait", "lse stores", "prev store read",
+                         "slab barrier"};
+    double acc[11] = {};
+    int n = 0;
+    for (int c = 0; c < kTrMaxCtas; ++c) {
+      for (int t = 0; t < kTrMaxTiles; ++t) {
+        const auto* m = trace[c][t][0];
+        if (m[7] == 0 || m[11] == 0 || m[2] == 0) continue;
+        ++n;
+        acc[0] += double(m[7] - m[1]);
+        acc[1] += double(m[8] - (kDefer ? m[7] : m[5]));
+        acc[2] += double(m[9] - m[8]);
+        acc[3] += double(m[10] - m[9]);
+        acc[4] += double(m[11] - m[10]);
+        if (kDefer) acc[5] += double(m[2] - m[11]);
+        acc[6] += double(m[15] - m[1]);
+        acc[7] += double(m[16] - m[15]);
+        acc[8] += double(m[13] - m[12]);
+        acc[9] += double(m[14] - m[13]);
+        acc[10] += double(m[8] - m[14]);
+      }
+    }
+    printf("sub-phases over %d tiles (wg0):", n);
+    for (int i = 0; i < 11; ++i) {
+      if (i == 5 && !kDefer) continue;
+      printf(" %s %.0f;", sub[i], n ? acc[i] / n : 0.0);
+    }
+    printf("\n");
+  }
   unsigned long long first_end = ~0ull, last_end = 0;
   for (int c = 0; c < kTrMaxCtas; ++c) {
     if (ends[c] == 0 || trace[c][0][0][0] == 0) continue;
