@@ -155,12 +155,12 @@ def test_fwd_persistent_walk(page_size, d, mask, longest):
         assert_tolerance(f"out[{i}]", out[rows][None], ref, low, atol=1e-3)
 
 
-# d = 64 with a causal / window mask runs three warpgroups (one tile per CTA) from 4096 query rows;
-# 4100 leave two of them without rows in the last tile (they only keep the K / V pipeline moving).
+# d = 64 with a causal / window mask runs three warpgroups (one tile per CTA) from 8192 query rows;
+# 8260 leave two of them without rows in the last tile (they only keep the K / V pipeline moving).
 @pytest.mark.parametrize("mask", [{}, dict(causal=True), dict(window_size=(300, 0))], ids=str)
 def test_fwd_three_warpgroups_idle(mask):
     torch.manual_seed(0)
-    q = torch.randn(1, 4100, 4, 64, device="cuda", dtype=torch.bfloat16)
+    q = torch.randn(1, 8260, 4, 64, device="cuda", dtype=torch.bfloat16)
     k = torch.randn(1, 700, 2, 64, device="cuda", dtype=torch.bfloat16)
     v = torch.randn(1, 700, 2, 64, device="cuda", dtype=torch.bfloat16)
     check(q, k, v, mask)

@@ -824,7 +824,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       else return tile_work(t);
     }();
     if constexpr (Traits::kTileCounter) {
-      // Tiles without work free sQ and tile_id at once; the others after their last S GEMM.
+      // Tiles without work free sQ and ss.tile at once; the others after their last S GEMM.
       if (!(w.row_begin < w.q_len && w.n_max > w.n_min)) ss.barrier_q_free.arrive();
     }
     if (w.row_begin >= w.q_len) continue;  // no rows here (varlen / seqused q)
@@ -849,7 +849,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         continue;
       }
     }
-    // Persistent: sQ (and tile_id) are free for the next tile once block n_min's S GEMM is done.
+    // Persistent: sQ (and ss.tile) are free for the next tile once block n_min's S GEMM is done.
     auto last_s_done = [&](int n) {
       if constexpr (Traits::kPersistent) {
         if (n == n_min) ss.barrier_q_free.arrive();
