@@ -62,20 +62,13 @@ ANCHORS = [
      "        pipe_v.consumer_release(rd_v);\n        TR(5)\n        rescale_o(f);\n        end_tile(w, true);\n        TR(6)\n"
      "        if (ctid == 0 && blockIdx.x < kTrMaxCtas && tr_tile < kTrMaxTiles) fa4_fwd_trace_blocks[blockIdx.x][tr_tile] = n_max - n_min;\n"
      "        ++tr_tile;\n        continue;\n"),
-    # kDeferLastPV: the tile ends with its last P V still in flight
-    ("          pending_w = w;\n          continue;\n",
-     "          pending_w = w;\n          TR(5)\n          TR(6)\n"
-     "          if (ctid == 0 && blockIdx.x < kTrMaxCtas && tr_tile < kTrMaxTiles) fa4_fwd_trace_blocks[blockIdx.x][tr_tile] = n_max - n_min;\n"
-     "          ++tr_tile;\n          continue;\n", "optional"),
     ("  if (store_thread) tma_store_wait<0>();\n#endif\n",
      "  if (store_thread) tma_store_wait<0>();\n"
      "  if (ctid == 0 && blockIdx.x < kTrMaxCtas) fa4_fwd_trace_end[blockIdx.x] = fa4_globaltimer();\n#endif\n"),
     # finer marks of the first-S phase and of the epilogue (store_tile); with kDeferEpilogue the
     # store marks of tile t's epilogue land in tile t + 1's record, inside its first-S phase
     ("        turn_pass();\n        flush_pending();  // the previous tile's epilogue, under this S GEMM\n",
-     "        turn_pass();\n        TR(7)\n        flush_pending();  // the previous tile's epilogue, under this S GEMM\n", "optional"),
-    ("        turn_pass();\n        if constexpr (Traits::kDeferLastPV) {\n",
-     "        turn_pass();\n        TR(7)\n        if constexpr (Traits::kDeferLastPV) {\n", "optional"),
+     "        turn_pass();\n        TR(7)\n        flush_pending();  // the previous tile's epilogue, under this S GEMM\n"),
     ("      cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);\n    }\n    copy(tOrOe, thr_o_wg.partition_C(sO));\n",
      "      cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);\n    }\n    TR(8)\n    copy(tOrOe, thr_o_wg.partition_C(sO));\n    TR(9)\n"),
     ("    cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);\n    const int slab_row = w.row_begin + 64 * wgc;\n",
@@ -85,9 +78,7 @@ ANCHORS = [
     ("  auto store_tile = [&](const TileWork& w) {\n    if constexpr (Traits::kPersistent) {\n      if (store_thread) tma_store_wait<0>();\n",
      "  auto store_tile = [&](const TileWork& w) {\n    TR(12)\n    TR(13)\n    if constexpr (Traits::kPersistent) {\n      if (store_thread) tma_store_wait<0>();\n      TR(14)\n"),
     ("        pipe_k.consumer_wait(rd);\n        turn_wait();\n        detail::wg_gemm<true, -1>",
-     "        TR(15)\n        pipe_k.consumer_wait(rd);\n        TR(16)\n        turn_wait();\n        detail::wg_gemm<true, -1>", "optional"),
-    ("        pipe_k.consumer_wait(rd);\n        if constexpr (Traits::kDeferLastPV) {\n",
-     "        TR(15)\n        pipe_k.consumer_wait(rd);\n        TR(16)\n        if constexpr (Traits::kDeferLastPV) {\n", "optional"),
+     "        TR(15)\n        pipe_k.consumer_wait(rd);\n        TR(16)\n        turn_wait();\n        detail::wg_gemm<true, -1>"),
 ]
 
 

@@ -1,6 +1,5 @@
 """Shared by trace_fwd.py / trace_bwd.py: copy a tree's csrc/ and insert trace marks into one kernel
-header by exact-text anchors (each must occur exactly once, else the script stops; an anchor
-tagged "optional" may also be absent)."""
+header by exact-text anchors (each must occur exactly once, else the script stops)."""
 import shutil
 import sys
 from pathlib import Path
@@ -13,10 +12,7 @@ def instrument(tree, out, header, anchors):
     shutil.copytree(tree / "csrc", out / "csrc")
     kernel = out / "csrc" / header
     src = kernel.read_text()
-    for anchor in anchors:
-        old, new = anchor[:2]
-        if len(anchor) > 2 and anchor[2] == "optional" and src.count(old) == 0:
-            continue
+    for old, new in anchors:
         if src.count(old) != 1:
             sys.exit(f"anchor not found once in {kernel}:\n{old}")
         src = src.replace(old, new)
