@@ -18,7 +18,7 @@ from trace_patch import instrument
 
 DECL = """
 // trace_fwd.py: [CTA][tile of the CTA][consumer warpgroup 0..3, producer 4][mark]
-constexpr int kTrMaxCtas = 160, kTrMaxTiles = 128, kTrMarks = 17;
+constexpr int kTrMaxCtas = 160, kTrMaxTiles = 128, kTrMarks = 18;
 __device__ unsigned long long fa4_fwd_trace[kTrMaxCtas][kTrMaxTiles][5][kTrMarks];
 __device__ int fa4_fwd_trace_blocks[kTrMaxCtas][kTrMaxTiles];   // key blocks of the tile
 __device__ unsigned long long fa4_fwd_trace_end[kTrMaxCtas];     // globaltimer at the CTA's end
@@ -32,27 +32,29 @@ __device__ __forceinline__ unsigned long long fa4_globaltimer() {
 ANCHORS = [
     ("using namespace cute;\n", "using namespace cute;\n" + DECL),
     # producer
-    ("      int q_free_waits = 0;\n",
-     "      int q_free_waits = 0;\n      int tr_ptile = 0;\n"
+    ("      PipelineState wr = cutlass::make_producer_start_state<Pipeline>();\n",
+     "      PipelineState wr = cutlass::make_producer_start_state<Pipeline>();\n      int tr_ptile = 0;\n"
      "#define PTR(k) if (threadIdx.x == 0 && blockIdx.x < kTrMaxCtas && tr_ptile < kTrMaxTiles) "
      "fa4_fwd_trace[blockIdx.x][tr_ptile][4][k] = clock64();\n"),
     ("        const bool in_range = t < num_tiles;\n",
      "        PTR(0)\n        const bool in_range = t < num_tiles;\n"),
-    ("          if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);\n          ++q_free_waits;\n          ss.tile.work = w;\n",
-     "          if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);\n          PTR(1)\n          ++q_free_waits;\n          ss.tile.work = w;\n"),
-    ("          copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);\n        }\n",
-     "          copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);\n          PTR(2)\n        }\n"),
-    ("          load_kv(n, true);\n          ++wr;\n        }\n",
-     "          load_kv(n, true);\n          ++wr;\n        }\n        PTR(3)\n        ++tr_ptile;\n"),
+    ("        if (i >= Traits::kQBuffers) ss.barrier_q_free[b].wait((i / Traits::kQBuffers - 1) & 1);\n",
+     "        if (i >= Traits::kQBuffers) ss.barrier_q_free[b].wait((i / Traits::kQBuffers - 1) & 1);\n        PTR(1)\n"),
+    ("        copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q[b]), 0), tQg, tQs(_, b));\n",
+     "        copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q[b]), 0), tQg, tQs(_, b));\n        PTR(2)\n"),
+    ("            if (n == n_max - 1) announce_next(i_tile, t);\n          }\n        }\n",
+     "            if (n == n_max - 1) announce_next(i_tile, t);\n          }\n        }\n        PTR(3)\n        ++tr_ptile;\n"),
     # consumers
     ("  const int ctid = threadIdx.x - 128;  // 0..255\n",
      "  const int ctid = threadIdx.x - 128;  // 0..255\n  int tr_tile = 0;\n"
      "#define TR(k) if (ctid % 128 == 0 && blockIdx.x < kTrMaxCtas && tr_tile < kTrMaxTiles) "
      "fa4_fwd_trace[blockIdx.x][tr_tile][ctid / 128][k] = clock64();\n"),
-    ("  for (int t = first_tile; Traits::kTileCounter || t < num_tiles; t += tile_step) {\n    if constexpr (Traits::kTileCounter) {\n      ss.barrier_q.wait(q_waits++ & 1);  // the producer's next announcement (and its Q, if any)\n",
-     "  for (int t = first_tile; Traits::kTileCounter || t < num_tiles; t += tile_step) {\n    TR(0)\n    if constexpr (Traits::kTileCounter) {\n      ss.barrier_q.wait(q_waits++ & 1);  // the producer's next announcement (and its Q, if any)\n      TR(1)\n"),
+    ("  for (int t = first_tile; Traits::kAnnounce || t < num_tiles; t += tile_step) {\n",
+     "  for (int t = first_tile; Traits::kAnnounce || t < num_tiles; t += tile_step) {\n    TR(0)\n"),
+    ("      ss.barrier_q[qb].wait((q_waits++ / Traits::kQBuffers) & 1);\n",
+     "      ss.barrier_q[qb].wait((q_waits++ / Traits::kQBuffers) & 1);\n      TR(1)\n"),
     ("        softmax.init();\n        // Prologue",
-     "        if constexpr (!Traits::kTileCounter) TR(1)\n        softmax.init();\n        // Prologue"),
+     "        if constexpr (!Traits::kAnnounce) TR(1)\n        softmax.init();\n        // Prologue"),
     ("        warpgroup_wait<0>();\n        warpgroup_fence_operand(tSrS);\n        pipe_k.consumer_release(rd);\n",
      "        warpgroup_wait<0>();\n        TR(2)\n        warpgroup_fence_operand(tSrS);\n        pipe_k.consumer_release(rd);\n"),
     ("        for (n = n_max - 2; n >= n_min; --n) {\n",
@@ -79,6 +81,7 @@ ANCHORS = [
      "  auto store_tile = [&](const TileWork& w) {\n    TR(12)\n    TR(13)\n    if constexpr (Traits::kPersistent) {\n      if (store_thread) tma_store_wait<0>();\n      TR(14)\n"),
     ("        pipe_k.consumer_wait(rd);\n        turn_wait();\n        detail::wg_gemm<true, -1>",
      "        TR(15)\n        pipe_k.consumer_wait(rd);\n        TR(16)\n        turn_wait();\n        detail::wg_gemm<true, -1>"),
+    ("      else return tile_work(t);\n    }();\n", "      else return tile_work(t);\n    }();\n    TR(17)\n"),
 ]
 
 

@@ -200,8 +200,21 @@ struct FwdTraits {
   static constexpr bool kPersistent =
       !kGather && (kIsLocal ? kHeadDim <= 128 && kHeadDimV <= 128 && kNumConsumerWG == 2
                             : kSmemOperandBytes + kSmemOBytes + 1024 <= 227 * 1024);
-  static_assert(!kPersistent || kSmemOperandBytes + kSmemOBytes + 1024 <= 227 * 1024);
   static constexpr bool kTileCounter = kPersistent && kIsLocal;
+  // The static walks (persistent, no counter) keep two Q buffers: tile i + 1 is announced (its
+  // FwdTileWork and id in ss.tile[(i + 1) % 2]) and its Q loaded while tile i's first key block
+  // loads, a whole tile ahead; the consumers then neither derive a tile (~800-1200 cycles of
+  // divisions and parameter reads at its start) nor wait for its Q (~400-1300 more), H100 trace.
+  static constexpr int kQBuffers = kPersistent && !kTileCounter ? 2 : 1;
+  static constexpr bool kAnnounce = kPersistent;  // consumers learn each tile from ss.tile
+  static_assert(!kPersistent ||
+                kSmemOperandBytes + (kQBuffers - 1) * int(sizeof(Element)) * cosize_v<SmemLayoutQ> +
+                        kSmemOBytes + 1024 <= 227 * 1024);
+  // (M, d, buffer) view of the Q buffers, each laid out as SmemLayoutQ.
+  using SmemLayoutQBuffers = decltype(composition(
+      tile_to_shape(SmemAtom{}, Shape<_64, Int<kHeadDim>, Int<kNumConsumerWG * kQBuffers>>{}),
+      Layout<Shape<Shape<_64, Int<kNumConsumerWG>>, Int<kHeadDim>, Int<kQBuffers>>,
+             Stride<Stride<_1, Int<64 * kHeadDim>>, _64, Int<64 * kHeadDim * kNumConsumerWG>>>{}));
   // Tile boundaries of the persistent kernels (H100 per-tile clock trace, bench/trace_fwd.py: at
   // d = 64 causal 1k a tile is ~4.5 key blocks of ~2100 cycles plus ~1400 for its first S GEMM,
   // ~1100 for its last P V and ~1200 for its epilogue).
@@ -211,24 +224,25 @@ struct FwdTraits {
   //   kPrefetchQ: the next tile's Q into L2 as soon as the producer knows the tile, since its
   //     load cannot start before sQ frees and the deferred epilogue no longer covers it.
   //   kEarlyK: the tile's first K block loads before the producer waits for sQ to free. Not for
-  //     the ping-pong tile-counter walk (d 128 causal: -0.7 %, two stages) nor four warpgroups
-  //     (-1 %); d 128 non-causal +1..+2.4 %, d 64 three warpgroups 4k +1..+3 %.
+  //     the ping-pong tile-counter walk (d 128 causal: -0.7 %, two stages). (The static walks
+  //     load Q a tile ahead into their second buffer instead.)
   static constexpr bool kDeferEpilogue = kPersistent && kNumConsumerWG == 2 && !kPingPong;
   static constexpr bool kPrefetchQ = kDeferEpilogue;
-  static constexpr bool kEarlyK =
-      kPersistent && (kDeferEpilogue || (!kTileCounter && kNumConsumerWG < 4));
+  static constexpr bool kEarlyK = kDeferEpilogue;
 
   struct Empty {};
   struct SharedStorage {
-    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>> q;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ> * kQBuffers> q;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK>> k;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutV>> v;
     // O staging: its own buffer when persistent, else it aliases q.
     alignas(1024) conditional_t<
         kPersistent, cute::array_aligned<Element, cosize_v<SmemLayoutO> * kNumConsumerWG>, Empty> o;
-    alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_q;  // Q landed (and tile set)
-    cutlass::arch::ClusterBarrier barrier_q_free;  // consumers done with Q and tile (persistent)
-    FwdTileSlot tile;  // kTileCounter: the tile the producer announced
+    // Per Q buffer: Q landed (and tile set); consumers done with Q and tile (persistent); the
+    // tile the producer announced (persistent).
+    alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_q[kQBuffers];
+    cutlass::arch::ClusterBarrier barrier_q_free[kQBuffers];
+    FwdTileSlot tile[kQBuffers];
     typename Pipeline::SharedStorage pipe_k;
     typename Pipeline::SharedStorage pipe_v;
   };
@@ -420,8 +434,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       prefetch_tma_descriptor(p.tma_k_rows.get_tma_descriptor());
       prefetch_tma_descriptor(p.tma_v_rows.get_tma_descriptor());
     }
-    ss.barrier_q.init(1);
-    if constexpr (Traits::kPersistent) ss.barrier_q_free.init(128 * Traits::kNumConsumerWG);
+    for (int b = 0; b < Traits::kQBuffers; ++b) {
+      ss.barrier_q[b].init(1);
+      if constexpr (Traits::kPersistent) ss.barrier_q_free[b].init(128 * Traits::kNumConsumerWG);
+    }
   }
   typename Pipeline::Params pp;
   pp.transaction_bytes = Traits::kTmaBytesK;
@@ -433,7 +449,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   Pipeline pipe_v(ss.pipe_v, pp, Shape<_1, _1, _1>{});
   __syncthreads();
 
-  Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename Traits::SmemLayoutQ{});
+  Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename Traits::SmemLayoutQBuffers{});
   Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename Traits::SmemLayoutK{});
   Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename Traits::SmemLayoutV{});
   Tensor sVt = make_tensor(make_smem_ptr(ss.v.data()), typename Traits::SmemLayoutVt{});
@@ -446,15 +462,59 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     const bool leader = threadIdx.x == 0;
     if (leader || (Traits::kGather && threadIdx.x < 32)) {
       PipelineState wr = cutlass::make_producer_start_state<Pipeline>();
-      // Persistent: Q of the next tile waits until the consumers' S GEMMs are done with sQ
-      // (barrier_q_free). kTileCounter: every tile is also announced to the consumers, through
-      // ss.tile (its work, derived here) and barrier_q (with Q's bytes when it has work), then one
-      // id past the end; each announcement waits for barrier_q_free (the consumers have also read
-      // ss.tile).
-      int q_free_waits = 0;
-      for (int t = first_tile; Traits::kTileCounter || t < num_tiles; t = next_tile(t)) {
+      // Persistent: every tile is announced to the consumers, through ss.tile[b] (its work,
+      // derived here) and barrier_q[b] (with Q's bytes into Q buffer b when it has work), then one
+      // id past the end; announcing the CTA's tile i into buffer b = i % kQBuffers waits for
+      // barrier_q_free[b]: the consumers' S GEMMs of tile i - kQBuffers are done with its Q and
+      // they have read its ss.tile. The tile-counter walk announces tile i when it takes it; the
+      // static walks announce tile i + 1 while tile i's first key block loads.
+      // Tile tw's Q (global source; shared destination, indexed by Q buffer).
+      auto q_tiles = [&](const TileWork& tw) {
+        const bool q_varlen = attn.q_varlen();
+        Tensor mQ =
+            p.tma_q.get_tma_tensor(p.layout_q.shape())(_, _, tw.head, q_varlen ? 0 : tw.batch);
+        Tensor mQb =
+            domain_offset(make_coord(q_varlen ? attn.cu_seqlens_q[tw.batch] : 0, _0{}), mQ);
+        Tensor gQ =
+            local_tile(mQb, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(tw.m_block, _0{}));
+        return tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
+                             group_modes<0, 2>(gQ));
+      };
+      auto load_q = [&](const TileWork& tw, int b) {
+        auto [tQg, tQs] = q_tiles(tw);
+        ss.barrier_q[b].arrive_and_expect_tx(Traits::kTmaBytesQ);
+        copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q[b]), 0), tQg, tQs(_, b));
+      };
+      auto announce = [&](int i, int t, const TileWork& tw, bool has_work) {
+        const int b = i % Traits::kQBuffers;
+        if (i >= Traits::kQBuffers) ss.barrier_q_free[b].wait((i / Traits::kQBuffers - 1) & 1);
+        ss.tile[b].work = tw;
+        ss.tile[b].id = t;
+        if (has_work) load_q(tw, b);
+        else ss.barrier_q[b].arrive();
+      };
+      auto tile_has_work = [&](int t, const TileWork& tw) {
+        return t < num_tiles && tw.row_begin < tw.q_len && tw.n_max > tw.n_min;
+      };
+      // Static walks: the next tile's announcement, derived here.
+      auto announce_next = [&](int i, int t) {
+        const int t_next = next_tile(t);
+        const TileWork w_next = tile_work(t_next < num_tiles ? t_next : 0);
+        announce(i + 1, t_next, w_next, tile_has_work(t_next, w_next));
+      };
+      constexpr bool kAhead = Traits::kQBuffers == 2;
+      if constexpr (kAhead) {
+        const TileWork w0 = tile_work(first_tile);
+        announce(0, first_tile, w0, tile_has_work(first_tile, w0));
+      }
+      int i_tile = 0;
+      for (int t = first_tile; Traits::kPersistent || t < num_tiles; t = next_tile(t), ++i_tile) {
         const bool in_range = t < num_tiles;
-        const TileWork w = tile_work(in_range ? t : 0);
+        if (kAhead && !in_range) break;  // its end was announced
+        const TileWork w = [&] {
+          if constexpr (kAhead) return ss.tile[i_tile % 2].work;
+          else return tile_work(in_range ? t : 0);
+        }();
         // Tiles without rows or without visible keys load nothing (the consumers skip them or
         // only write zeros).
         const bool has_work = in_range && w.row_begin < w.q_len && w.n_max > w.n_min;
@@ -563,52 +623,31 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         // and P V. (V's stage frees only after a P V, with two stages after the last S GEMM: V
         // waits until after Q.)
         const bool early_k = Traits::kEarlyK && has_work;
-        // The tile's Q (global source, shared destination).
-        auto q_tiles = [&] {
-          const bool q_varlen = attn.q_varlen();
-          Tensor mQ =
-              p.tma_q.get_tma_tensor(p.layout_q.shape())(_, _, w.head, q_varlen ? 0 : batch);
-          Tensor mQb =
-              domain_offset(make_coord(q_varlen ? attn.cu_seqlens_q[batch] : 0, _0{}), mQ);
-          Tensor gQ =
-              local_tile(mQb, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(w.m_block, _0{}));
-          return tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
-                               group_modes<0, 2>(gQ));
-        };
         if constexpr (Traits::kPrefetchQ) {
           if (has_work && leader) {
-            auto [tQg, tQs] = q_tiles();
+            auto [tQg, tQs] = q_tiles(w);
             prefetch(p.tma_q, tQg);
           }
         }
         if (early_k) load_kv(n_max - 1, false);
         if constexpr (Traits::kTileCounter) {
-          if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);
-          ++q_free_waits;
-          ss.tile.work = w;
-          ss.tile.id = t;
-          if (!in_range) {
-            ss.barrier_q.arrive();
-            break;
-          }
+          announce(i_tile, t, w, has_work);
+          if (!in_range) break;
         }
         if (!has_work) {
-          if constexpr (Traits::kTileCounter) ss.barrier_q.arrive();
+          if constexpr (kAhead) announce_next(i_tile, t);
           continue;
         }
-        if (leader) {
-          auto [tQg, tQs] = q_tiles();
-          if constexpr (Traits::kPersistent && !Traits::kTileCounter) {
-            if (q_free_waits > 0) ss.barrier_q_free.wait((q_free_waits - 1) & 1);
-            ++q_free_waits;
-          }
-          ss.barrier_q.arrive_and_expect_tx(Traits::kTmaBytesQ);
-          copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q), 0), tQg, tQs);
+        if constexpr (!Traits::kPersistent) {
+          if (leader) load_q(w, 0);
         }
         for (int n = n_max - 1; n >= n_min; --n) {
           if (!(early_k && n == n_max - 1)) load_kv(n, false);
           load_kv(n, true);
           ++wr;
+          if constexpr (kAhead) {
+            if (n == n_max - 1) announce_next(i_tile, t);
+          }
         }
       }
     }
@@ -623,7 +662,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   auto thr_s = mma_s.get_thread_slice(ctid);
   auto thr_o = mma_o.get_thread_slice(ctid);
 
-  Tensor tSrQ = thr_s.partition_fragment_A(sQ);                 // descriptors
+  Tensor tSrQ = thr_s.partition_fragment_A(sQ);                 // descriptors (MMA, M, K, buffer)
   Tensor tSrK = thr_s.partition_fragment_B(sK);                 // (MMA, N, K, stage)
   Tensor tOrV = thr_o.partition_fragment_B(sVt);                // (MMA, N, K, stage)
   Tensor tOrO = partition_fragment_C(mma_o, select<0, 1>(typename Traits::TileShapeO{}));
@@ -813,19 +852,22 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   };
 
   int q_waits = 0;  // completions of barrier_q waited for
-  for (int t = first_tile; Traits::kTileCounter || t < num_tiles; t += tile_step) {
-    if constexpr (Traits::kTileCounter) {
-      ss.barrier_q.wait(q_waits++ & 1);  // the producer's next announcement (and its Q, if any)
-      t = ss.tile.id;
+  for (int t = first_tile; Traits::kAnnounce || t < num_tiles; t += tile_step) {
+    const int qb = q_waits % Traits::kQBuffers;  // this tile's Q buffer (and ss.tile slot)
+    if constexpr (Traits::kAnnounce) {
+      // The producer's next announcement (and its Q, if any).
+      ss.barrier_q[qb].wait((q_waits++ / Traits::kQBuffers) & 1);
+      t = ss.tile[qb].id;
       if (t >= num_tiles) break;
     }
     const TileWork w = [&] {
-      if constexpr (Traits::kTileCounter) return ss.tile.work;
+      if constexpr (Traits::kAnnounce) return ss.tile[qb].work;
       else return tile_work(t);
     }();
-    if constexpr (Traits::kTileCounter) {
-      // Tiles without work free sQ and ss.tile at once; the others after their last S GEMM.
-      if (!(w.row_begin < w.q_len && w.n_max > w.n_min)) ss.barrier_q_free.arrive();
+    if constexpr (Traits::kAnnounce) {
+      // Tiles without work free their Q buffer and slot at once; the others after their last S
+      // GEMM.
+      if (!(w.row_begin < w.q_len && w.n_max > w.n_min)) ss.barrier_q_free[qb].arrive();
     }
     if (w.row_begin >= w.q_len) continue;  // no rows here (varlen / seqused q)
     const int n_min = w.n_min, n_max = w.n_max;
@@ -836,7 +878,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       // (Warp-uniform through the shuffle: the other path holds the wgmma.)
       if (__shfl_sync(~0u, int(w.row_begin + 64 * wgc >= w.row_end), 0)) {
         if (n_max > n_min) {
-          if constexpr (!Traits::kTileCounter) ss.barrier_q.wait(q_waits++ & 1);
+          if constexpr (!Traits::kAnnounce) ss.barrier_q[0].wait(q_waits++ & 1);
           for (int n = n_max - 1; n >= n_min; --n) {
             pipe_k.consumer_wait(rd);
             pipe_k.consumer_release(rd);
@@ -844,17 +886,19 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
             pipe_v.consumer_release(rd);
             ++rd;
           }
-          if constexpr (Traits::kPersistent) ss.barrier_q_free.arrive();
+          if constexpr (Traits::kPersistent) ss.barrier_q_free[qb].arrive();
         }
         continue;
       }
     }
-    // Persistent: sQ (and ss.tile) are free for the next tile once block n_min's S GEMM is done.
+    // Persistent: the Q buffer (and its ss.tile) are free for a later tile once block n_min's S
+    // GEMM is done.
     auto last_s_done = [&](int n) {
       if constexpr (Traits::kPersistent) {
-        if (n == n_min) ss.barrier_q_free.arrive();
+        if (n == n_min) ss.barrier_q_free[qb].arrive();
       }
     };
+    Tensor tSrQb = tSrQ(_, _, _, qb);
     float f[2];
 
     if constexpr (Traits::kOverlap) {
@@ -862,7 +906,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         if constexpr (Traits::kPingPong) {
           if (wgc == 1) cutlass::arch::NamedBarrier::arrive(256, 2);
         }
-        if constexpr (!Traits::kTileCounter) ss.barrier_q.wait(q_waits++ & 1);
+        if constexpr (!Traits::kAnnounce) ss.barrier_q[0].wait(q_waits++ & 1);
         clear(tOrO);
         softmax.init();
         // Prologue: S of the first (highest) block, softmax, P.
@@ -870,7 +914,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         Tensor tSrS = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
         pipe_k.consumer_wait(rd);
         turn_wait();
-        detail::wg_gemm<true, -1>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS);
+        detail::wg_gemm<true, -1>(mma_s, tSrQb, tSrK(_, _, _, rd.index()), tSrS);
         turn_pass();
         flush_pending();  // the previous tile's epilogue, under this S GEMM
         warpgroup_wait<0>();
@@ -892,7 +936,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           pipe_v.consumer_wait(rd_v);
           clear_v_tail(n_v, rd_v.index(), w.k_len);
           turn_wait();
-          detail::wg_gemm<true, -1>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS2);
+          detail::wg_gemm<true, -1>(mma_s, tSrQb, tSrK(_, _, _, rd.index()), tSrS2);
           Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
           detail::wg_gemm<false, -1>(mma_o, tOrPa, tOrV(_, _, _, rd_v.index()), tOrO);
           turn_pass();
@@ -929,13 +973,13 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         continue;
       }
     } else if (n_max > n_min) {
-      if constexpr (!Traits::kTileCounter) ss.barrier_q.wait(q_waits++ & 1);
+      if constexpr (!Traits::kAnnounce) ss.barrier_q[0].wait(q_waits++ & 1);
       clear(tOrO);
       softmax.init();
       for (int n = n_max - 1; n >= n_min; --n) {
         Tensor tSrS = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
         pipe_k.consumer_wait(rd);
-        detail::wg_gemm<true, 0>(mma_s, tSrQ, tSrK(_, _, _, rd.index()), tSrS);
+        detail::wg_gemm<true, 0>(mma_s, tSrQb, tSrK(_, _, _, rd.index()), tSrS);
         pipe_k.consumer_release(rd);
         last_s_done(n);
         {

@@ -150,8 +150,8 @@ int main(int argc, char** argv) {
     const char* sub[] = {"S issue", kDefer ? "slab free" : "epi start->slab free", "stage O",
                          "fence+sync", "store issue", kDefer ? "S wait after" : "-",
                          "tile known->K wait start", "K wait", "lse stores", "prev store read",
-                         "slab barrier"};
-    double acc[11] = {};
+                         "slab barrier", "static: tile start->tile known", "static: tile known->prologue"};
+    double acc[13] = {};
     int n = 0;
     for (int c = 0; c < kTrMaxCtas; ++c) {
       for (int t = 0; t < kTrMaxTiles; ++t) {
@@ -169,10 +169,14 @@ int main(int argc, char** argv) {
         acc[8] += double(m[13] - m[12]);
         acc[9] += double(m[14] - m[13]);
         acc[10] += double(m[8] - m[14]);
+        if (!Traits::kTileCounter) {  // static walks: tile read from ss.tile after its barrier
+          acc[11] += double(m[17] - m[0]);
+          acc[12] += double(m[1] - m[17]);
+        }
       }
     }
     printf("sub-phases over %d tiles (wg0):", n);
-    for (int i = 0; i < 11; ++i) {
+    for (int i = 0; i < (Traits::kTileCounter ? 11 : 13); ++i) {
       if (i == 5 && !kDefer) continue;
       printf(" %s %.0f;", sub[i], n ? acc[i] / n : 0.0);
     }
