@@ -17,14 +17,7 @@
 
 #include "sm90/test/bench_bwd.h"
 
-#define CK(x)                                                                                    \
-  do {                                                                                           \
-    cudaError_t e_ = (x);                                                                        \
-    if (e_ != cudaSuccess) {                                                                     \
-      fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
-      exit(1);                                                                                   \
-    }                                                                                            \
-  } while (0)
+#include "sm90/test/check_cuda.h"
 
 __global__ void fill_bf16(__nv_bfloat16* p, int64_t n, uint32_t seed, float amp) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;

@@ -20,15 +20,7 @@
 #include "sm90/fwd_launch_template.h"
 #include "sm90/test/ablation.h"
 
-#define CK(x)                                                                       \
-  do {                                                                              \
-    cudaError_t e_ = (x);                                                           \
-    if (e_ != cudaSuccess) {                                                        \
-      fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, \
-              __LINE__);                                                            \
-      exit(1);                                                                      \
-    }                                                                               \
-  } while (0)
+#include "sm90/test/check_cuda.h"
 
 using fa4::AttnParams;
 using fa4::DType;

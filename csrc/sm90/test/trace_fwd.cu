@@ -19,14 +19,7 @@
 #define TR_BN 0  // keys per block; 0: the table's kBlockN
 #endif
 
-#define CK(x)                                                                          \
-  do {                                                                                 \
-    cudaError_t e_ = (x);                                                              \
-    if (e_ != cudaSuccess) {                                                           \
-      fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
-      exit(1);                                                                         \
-    }                                                                                  \
-  } while (0)
+#include "sm90/test/check_cuda.h"
 
 using namespace fa4::sm90;
 using Element = cutlass::bfloat16_t;
