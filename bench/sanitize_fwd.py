@@ -2,7 +2,8 @@
     PYTHONPATH=. compute-sanitizer --tool memcheck python3 bench/sanitize_fwd.py
 Small shapes, every producer path: TMA boxes (batched tails, causal, GQA, softcap, sink), varlen with
 empty sequences, paged KV through whole-tile boxes, 8-row boxes and the 16-byte gather, and the
-persistent grid (non-causal d <= 128) with more tiles than SMs, so CTAs reuse sQ / sO across tiles,
+persistent grid (non-causal d <= 128, and d 192 with O staged in a V stage) with more tiles than SMs,
+so CTAs reuse sQ / sO across tiles,
 and d 64's three- and four-warpgroup kernels with warpgroups that have no rows in a tile."""
 import torch
 
@@ -50,7 +51,14 @@ for d in (64, 128):
     q, k, v = t(2, s, 8, d=d), t(2, s + 50, 8, d=d), t(2, s + 50, 8, d=d)
     check(f"persistent d{d} {s}x{s + 50}", fa.flash_attn_func(q, k, v))
     check(f"persistent (tile counter) causal d{d} {s}x{s + 50}", fa.flash_attn_func(q, k, v, causal=True))
+# d 192: both warpgroups stage O in turn in the last key block's V stage; keyless tiles (lens_k 0).
+s = 128 * (-(-2 * sms // 16)) + 37
+q, k, v = t(2, s, 8, d=192), t(2, s + 50, 8, d=192), t(2, s + 50, 8, d=192)
+check(f"persistent (O in V) d192 {s}x{s + 50}", fa.flash_attn_func(q, k, v))
 lens_q, lens_k = [900, 0, 300, 77] * 8, [1000, 5, 0, 300] * 8
+q, k, v = t(sum(lens_q), 4, d=192), t(sum(lens_k), 2, d=192), t(sum(lens_k), 2, d=192)
+check("persistent (O in V) varlen gqa d192", fa.flash_attn_varlen_func(q, k, v, cu(lens_q), cu(lens_k),
+                                                                      max(lens_q), max(lens_k)))
 q, k, v = t(sum(lens_q), 4), t(sum(lens_k), 2), t(sum(lens_k), 2)
 check("persistent varlen gqa", fa.flash_attn_varlen_func(q, k, v, cu(lens_q), cu(lens_k), max(lens_q),
                                                          max(lens_k)))

@@ -60,8 +60,8 @@ ANCHORS = [
     ("        for (n = n_max - 2; n >= n_min; --n) {\n",
      "        TR(3)\n        for (n = n_max - 2; n >= n_min; --n) {\n"),
     ("        // Tail: the last P V.\n", "        TR(4)\n        // Tail: the last P V.\n"),
-    ("        pipe_v.consumer_release(rd_v);\n        rescale_o(f);\n        end_tile(w, true);\n        continue;\n",
-     "        pipe_v.consumer_release(rd_v);\n        TR(5)\n        rescale_o(f);\n        end_tile(w, true);\n        TR(6)\n"
+    ("  // (kOInV: after O's store)\n        rescale_o(f);\n        end_tile(w, true, rd_v);\n        continue;\n",
+     "  // (kOInV: after O's store)\n        TR(5)\n        rescale_o(f);\n        end_tile(w, true, rd_v);\n        TR(6)\n"
      "        if (ctid == 0 && blockIdx.x < kTrMaxCtas && tr_tile < kTrMaxTiles) fa4_fwd_trace_blocks[blockIdx.x][tr_tile] = n_max - n_min;\n"
      "        ++tr_tile;\n        continue;\n"),
     ("  if (store_thread) tma_store_wait<0>();\n#endif\n",
@@ -75,10 +75,12 @@ ANCHORS = [
      "      cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);\n    }\n    TR(8)\n    copy(tOrOe, thr_o_wg.partition_C(sO));\n    TR(9)\n"),
     ("    cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);\n    const int slab_row = w.row_begin + 64 * wgc;\n",
      "    cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);\n    TR(10)\n    const int slab_row = w.row_begin + 64 * wgc;\n"),
-    ("      copy(p.tma_o, tOs, tOg);\n      tma_store_arrive();\n    }\n  };\n",
-     "      copy(p.tma_o, tOs, tOg);\n      tma_store_arrive();\n    }\n    TR(11)\n  };\n"),
-    ("  auto store_tile = [&](const TileWork& w) {\n    if constexpr (Traits::kPersistent) {\n      if (store_thread) tma_store_wait<0>();\n",
-     "  auto store_tile = [&](const TileWork& w) {\n    TR(12)\n    TR(13)\n    if constexpr (Traits::kPersistent) {\n      if (store_thread) tma_store_wait<0>();\n      TR(14)\n"),
+    ("      copy(p.tma_o, tOs, tOg);\n      tma_store_arrive();\n    }\n",
+     "      copy(p.tma_o, tOs, tOg);\n      tma_store_arrive();\n    }\n    TR(11)\n"),
+    ("    Tensor sO = o_slab(v_held.index());\n",
+     "    Tensor sO = o_slab(v_held.index());\n    TR(12)\n    TR(13)\n"),
+    ("    } else if constexpr (Traits::kPersistent) {\n      if (store_thread) tma_store_wait<0>();\n",
+     "    } else if constexpr (Traits::kPersistent) {\n      if (store_thread) tma_store_wait<0>();\n      TR(14)\n"),
     ("        pipe_k.consumer_wait(rd);\n        turn_wait();\n        detail::wg_gemm<true, -1>",
      "        TR(15)\n        pipe_k.consumer_wait(rd);\n        TR(16)\n        turn_wait();\n        detail::wg_gemm<true, -1>"),
     ("      else return tile_work(t);\n    }();\n", "      else return tile_work(t);\n    }();\n    TR(17)\n"),

@@ -115,7 +115,8 @@ def test_fwd_paged(page_size, d, d_v, causal, softcap):
 
 
 # d <= 128 runs a persistent grid (one CTA per SM walking tiles; with a causal / local mask they
-# take tiles from a counter, heaviest first). Enough tiles here that every CTA takes several, with
+# take tiles from a counter, heaviest first); d = 192 without a mask too, its O staged in the V
+# stage of each tile's last key block (tiles without keys write zeros directly). Enough tiles here that every CTA takes several, with
 # an empty sequence, a keyless one, tiles a window leaves keyless, and ragged ends among them,
 # through both paged producer paths (8-row boxes, whole-tile boxes) and the predicated O store.
 # At d = 64, max_seqlen_q 2100 selects the three-warpgroup (192-row) tiles without a local mask and
@@ -123,7 +124,7 @@ def test_fwd_paged(page_size, d, d_v, causal, softcap):
 # the two-warpgroup ones with one. Sequences whose last tile leaves whole warpgroups without rows
 # are among them.
 @pytest.mark.parametrize("page_size", [16, 256])
-@pytest.mark.parametrize("d", [64, 96, 128])
+@pytest.mark.parametrize("d", [64, 96, 128, 192])
 @pytest.mark.parametrize("mask", [{}, dict(causal=True), dict(window_size=(300, 0))], ids=str)
 @pytest.mark.parametrize("longest", [1500, 2100])
 def test_fwd_persistent_walk(page_size, d, mask, longest):
@@ -171,7 +172,7 @@ def test_fwd_three_warpgroups_idle(mask):
 # query blocks keyless: tiles without work between tiles with work in every CTA's walk. At d = 64,
 # 1100 rows without a mask end in a 256-row tile with rows for two of its four warpgroups; 2000 rows
 # take the 192-row tiles, the last with rows for two of three.
-@pytest.mark.parametrize("d", [64, 96, 128])
+@pytest.mark.parametrize("d", [64, 96, 128, 192])
 @pytest.mark.parametrize("mask", [{}, dict(causal=True), dict(window_size=(300, 0))], ids=str)
 @pytest.mark.parametrize("seqlens", [(1100, 700), (640, 1300), (2000, 1900)],
                          ids=lambda s: f"{s[0]}x{s[1]}")

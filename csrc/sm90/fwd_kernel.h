@@ -194,19 +194,31 @@ struct FwdTraits {
   static constexpr int kSmemOperandBytes =
       int(sizeof(Element)) * (cosize_v<SmemLayoutQ> + cosize_v<SmemLayoutK> + cosize_v<SmemLayoutV>);
   static constexpr int kSmemOBytes = int(sizeof(Element)) * cosize_v<SmemLayoutO> * kNumConsumerWG;
+  static constexpr bool kFitsOBuffer = kSmemOperandBytes + kSmemOBytes + 1024 <= 227 * 1024;
+  // d = d_v = 192 without a local mask has no room for an O buffer but is persistent too: each
+  // warpgroup stages its O in the V stage of the tile's last key block (warpgroup 0 once
+  // warpgroup 1's last P V is done with it, warpgroup 1 once warpgroup 0's store has read it),
+  // and the consumers release that stage once their stores have read it (the next tile needs it
+  // only for its second V block). H100 harness: +1.4-2.1 % at 1k-16k. Not d = 256, where the
+  // same walk lost 3-8 % at every length (one Q buffer: the next Q lands ~2000 cycles after the
+  // epilogue; the 16k loss is not explained by the tile boundaries; perf notes, 22nd session).
+  static constexpr bool kOInV = !kGather && !kIsLocal && !kFitsOBuffer && kNumConsumerWG == 2 &&
+                                kHeadDim == 192 && kHeadDimV == 192 &&
+                                cosize_v<SmemLayoutO> <= kBlockN * kHeadDimV;
   // (Three consumer warpgroups with a local mask stay one tile per CTA: at 160 registers the
   // dynamic walk's per-tile state spills into the main loop.)
   static constexpr bool kPersistent =
       !kGather && (kIsLocal ? kHeadDim <= 128 && kHeadDimV <= 128 && kNumConsumerWG == 2
-                            : kSmemOperandBytes + kSmemOBytes + 1024 <= 227 * 1024);
+                            : kFitsOBuffer || kOInV);
   static constexpr bool kTileCounter = kPersistent && kIsLocal;
   // The static walks (persistent, no counter) keep two Q buffers: tile i + 1 is announced (its
   // FwdTileWork and id in ss.tile[(i + 1) % 2]) and its Q loaded while tile i's first key block
   // loads, a whole tile ahead; the consumers then neither derive a tile (~800-1200 cycles of
   // divisions and parameter reads at its start) nor wait for its Q (~400-1300 more), H100 trace.
-  static constexpr int kQBuffers = kPersistent && !kTileCounter ? 2 : 1;
+  // (kOInV: no room for a second Q buffer; tile i is announced when the producer reaches it.)
+  static constexpr int kQBuffers = kPersistent && !kTileCounter && !kOInV ? 2 : 1;
   static constexpr bool kAnnounce = kPersistent;  // consumers learn each tile from ss.tile
-  static_assert(!kPersistent ||
+  static_assert(!kPersistent || kOInV ||
                 kSmemOperandBytes + (kQBuffers - 1) * int(sizeof(Element)) * cosize_v<SmemLayoutQ> +
                         kSmemOBytes + 1024 <= 227 * 1024);
   // (M, d, buffer) view of the Q buffers, each laid out as SmemLayoutQ.
@@ -225,7 +237,7 @@ struct FwdTraits {
   //   kEarlyK: the tile's first K block loads before the producer waits for sQ to free. Not for
   //     the ping-pong tile-counter walk (d 128 causal: -0.7 %, two stages). (The static walks
   //     load Q a tile ahead into their second buffer instead.)
-  static constexpr bool kDeferEpilogue = kPersistent && kNumConsumerWG == 2 && !kPingPong;
+  static constexpr bool kDeferEpilogue = kPersistent && !kOInV && kNumConsumerWG == 2 && !kPingPong;
   static constexpr bool kPrefetchQ = kDeferEpilogue;
   static constexpr bool kEarlyK = kDeferEpilogue;
 
@@ -234,9 +246,10 @@ struct FwdTraits {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ> * kQBuffers> q;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK>> k;
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutV>> v;
-    // O staging: its own buffer when persistent, else it aliases q.
+    // O staging: its own buffer when persistent, else it aliases q (or, kOInV, a V stage).
     alignas(1024) conditional_t<
-        kPersistent, cute::array_aligned<Element, cosize_v<SmemLayoutO> * kNumConsumerWG>, Empty> o;
+        kPersistent && !kOInV, cute::array_aligned<Element, cosize_v<SmemLayoutO> * kNumConsumerWG>,
+        Empty> o;
     // Per Q buffer: Q landed (and tile set); consumers done with Q and tile (persistent); the
     // tile the producer announced (persistent).
     alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_q[kQBuffers];
@@ -629,7 +642,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           }
         }
         if (early_k) load_kv(n_max - 1, false);
-        if constexpr (Traits::kTileCounter) {
+        if constexpr (Traits::kAnnounce && !kAhead) {
           announce(i_tile, t, w, has_work);
           if (!in_range) break;
         }
@@ -676,17 +689,23 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   const float scale_log2 = Traits::kHasSoftcap ? kLog2e : p.scale_log2;
   const bool has_sink = attn.learnable_sink != nullptr;
   const int wgc = wg - 1;  // consumer warpgroup 0, 1 (, 2)
-  // Named barrier ids: 2, 3 the ping-pong turns; kBarWarpgroup + wgc one warpgroup's 128 threads.
+  // Named barrier ids: 2, 3 the ping-pong turns; kBarWarpgroup + wgc one warpgroup's 128 threads;
+  // kOInV: kBarVFree warpgroup 1's P V GEMMs are done with the V stage, kBarOSlab warpgroup 0's
+  // store has read it.
   constexpr int kBarWarpgroup = 4;
-  // This warpgroup's O staging slab: its own buffer when persistent, else its sQ slab.
-  Tensor sO = [&] {
+  constexpr int kBarVFree = kBarWarpgroup + Traits::kNumConsumerWG;
+  constexpr int kBarOSlab = kBarVFree + 1;
+  // This warpgroup's O staging slab: its own buffer when persistent, else its sQ slab; kOInV: the
+  // V stage v_stage, shared by the warpgroups in turn.
+  auto o_slab = [&](int v_stage) {
     Element* slab = [&] {
-      if constexpr (Traits::kPersistent)
+      if constexpr (Traits::kOInV) return ss.v.data() + v_stage * (kBlockN * Traits::kHeadDimV);
+      else if constexpr (Traits::kPersistent)
         return ss.o.data() + wgc * cosize_v<typename Traits::SmemLayoutO>;
       else return ss.q.data() + wgc * Traits::kSlabQ;
     }();
     return make_tensor(make_smem_ptr(slab), typename Traits::SmemLayoutO{});
-  }();
+  };
   auto thr_o_wg = typename Traits::TiledMmaOWG{}.get_thread_slice(ctid % 128);
   const bool store_thread = ctid % 128 == 0;  // issues and waits for this warpgroup's O stores
   PipelineState rd;  // consumer state starts at phase 0
@@ -799,9 +818,20 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   Tensor tOrOe = make_tensor_like<Element>(tOrO);
   // Epilogue of tile w (tOrOe holds its O): O through this warpgroup's slab to its own store
   // (named barrier of its 128 threads). Persistent: the slab is free once this warpgroup's
-  // previous TMA store has read it.
-  auto store_tile = [&](const TileWork& w) {
-    if constexpr (Traits::kPersistent) {
+  // previous TMA store has read it. kOInV: the slab is V stage v_held (the tile's last key block,
+  // not yet released): warpgroup 0 stages once warpgroup 1's last P V no longer reads it,
+  // warpgroup 1 after warpgroup 0's store has read it, and each releases the stage once its own
+  // store has.
+  auto store_tile = [&](const TileWork& w, PipelineState v_held) {
+    Tensor sO = o_slab(v_held.index());
+    if constexpr (Traits::kOInV) {
+      if (wgc == 1) {
+        cutlass::arch::NamedBarrier::arrive(256, kBarVFree);
+        cutlass::arch::NamedBarrier::sync(256, kBarOSlab);
+      } else {
+        cutlass::arch::NamedBarrier::sync(256, kBarVFree);
+      }
+    } else if constexpr (Traits::kPersistent) {
       if (store_thread) tma_store_wait<0>();
       cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);
     }
@@ -829,24 +859,43 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       copy(p.tma_o, tOs, tOg);
       tma_store_arrive();
     }
+    if constexpr (Traits::kOInV) {
+      if (store_thread) tma_store_wait<0>();
+      cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);
+      if (wgc == 0) cutlass::arch::NamedBarrier::arrive(256, kBarOSlab);
+      pipe_v.consumer_release(v_held);
+    }
+  };
+  // kOInV, a tile whose rows see no key (no V stage held): its O is 0, written directly.
+  auto store_zero_tile = [&](const TileWork& w) {
+    constexpr int kChunks = Traits::kHeadDimV / 8;
+    Element* out = static_cast<Element*>(attn.out);
+    const int slab_row = w.row_begin + 64 * wgc;
+    const int rows = min(64, w.row_end - slab_row);
+    for (int i = ctid % 128; i < rows * kChunks; i += 128) {
+      const int r = i / kChunks, c = (i % kChunks) * 8;
+      *reinterpret_cast<uint4*>(out + attn.o_offset(w.batch, slab_row + r, w.head) + c) =
+          make_uint4(0, 0, 0, 0);
+    }
   };
 
   // kDeferEpilogue: the tile whose epilogue has not run yet (its O in tOrOe).
   bool pending = false;
   TileWork pending_w;
   auto flush_pending = [&] {
-    if (pending) store_tile(pending_w);
+    if (pending) store_tile(pending_w, PipelineState{});
     pending = false;
   };
   // Ends tile w: O converted, then stored now or (kDeferEpilogue) after the next S GEMM's issue.
-  auto end_tile = [&](const TileWork& w, bool defer) {
+  // v_held: kOInV, the V stage of the tile's last key block (still held).
+  auto end_tile = [&](const TileWork& w, bool defer, PipelineState v_held) {
     flush_pending();  // tOrOe is about to be overwritten
     detail::convert_frag(tOrO, tOrOe);
     if (Traits::kDeferEpilogue && defer) {
       pending = true;
       pending_w = w;
     } else {
-      store_tile(w);
+      store_tile(w, v_held);
     }
   };
 
@@ -966,13 +1015,14 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         finish_softmax(w, f);
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
-        pipe_v.consumer_release(rd_v);
+        if constexpr (!Traits::kOInV) pipe_v.consumer_release(rd_v);  // (kOInV: after O's store)
         rescale_o(f);
-        end_tile(w, true);
+        end_tile(w, true, rd_v);
         continue;
       }
     } else if (n_max > n_min) {
       if constexpr (!Traits::kAnnounce) ss.barrier_q[0].wait(q_waits++ & 1);
+      PipelineState v_held;
       clear(tOrO);
       softmax.init();
       for (int n = n_max - 1; n >= n_min; --n) {
@@ -992,12 +1042,13 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         pipe_v.consumer_wait(rd);
         clear_v_tail(n, rd.index(), w.k_len);
         detail::wg_gemm<false, 0>(mma_o, tOrPa, tOrV(_, _, _, rd.index()), tOrO);
-        pipe_v.consumer_release(rd);
+        v_held = rd;
+        if (!(Traits::kOInV && n == n_min)) pipe_v.consumer_release(rd);  // (kOInV: after O's store)
         ++rd;
       }
       finish_softmax(w, f);
       rescale_o(f);
-      end_tile(w, false);
+      end_tile(w, false, v_held);
       continue;
     }
     // No key visible to these rows (k_len = 0, or a window beyond the keys): O = 0 (or all
@@ -1005,8 +1056,12 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     clear(tOrO);
     softmax.init();
     finish_softmax(w, f);
+    if constexpr (Traits::kOInV) {
+      store_zero_tile(w);
+      continue;
+    }
     rescale_o(f);
-    end_tile(w, false);
+    end_tile(w, false, rd);
   }
   flush_pending();
   // The last store must have read sO before the CTA's shared memory goes away.
