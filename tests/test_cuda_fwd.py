@@ -116,7 +116,8 @@ def test_fwd_paged(page_size, d, d_v, causal, softcap):
 
 # d <= 128 runs a persistent grid (one CTA per SM walking tiles; with a causal / local mask they
 # take tiles from a counter, heaviest first); d = 192 without a mask too, its O staged in the V
-# stage of each tile's last key block (tiles without keys write zeros directly). Enough tiles here that every CTA takes several, with
+# stage of each tile's last key block (tiles without keys write zeros directly), and d 192 / d_v 128
+# (each warpgroup its own half of that stage; dense test below). Enough tiles here that every CTA takes several, with
 # an empty sequence, a keyless one, tiles a window leaves keyless, and ragged ends among them,
 # through both paged producer paths (8-row boxes, whole-tile boxes) and the predicated O store.
 # At d = 64, max_seqlen_q 2100 selects the three-warpgroup (192-row) tiles without a local mask and
@@ -172,18 +173,19 @@ def test_fwd_three_warpgroups_idle(mask):
 # query blocks keyless: tiles without work between tiles with work in every CTA's walk. At d = 64,
 # 1100 rows without a mask end in a 256-row tile with rows for two of its four warpgroups; 2000 rows
 # take the 192-row tiles, the last with rows for two of three.
-@pytest.mark.parametrize("d", [64, 96, 128, 192])
+@pytest.mark.parametrize("dims", [(64, 64), (96, 96), (128, 128), (192, 192), (192, 128)],
+                         ids=lambda d: f"d{d[0]}v{d[1]}")
 @pytest.mark.parametrize("mask", [{}, dict(causal=True), dict(window_size=(300, 0))], ids=str)
 @pytest.mark.parametrize("seqlens", [(1100, 700), (640, 1300), (2000, 1900)],
                          ids=lambda s: f"{s[0]}x{s[1]}")
-def test_fwd_persistent_walk_dense(d, mask, seqlens):
+def test_fwd_persistent_walk_dense(dims, mask, seqlens):
     torch.manual_seed(0)
-    (sq, sk), hq, hkv, b = seqlens, 8, 2, 8
+    (d, dv), (sq, sk), hq, hkv, b = dims, seqlens, 8, 2, 8
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     assert -(-sq // 128) * hq * b >= 2 * sms, "too few tiles to walk"
     q = torch.randn(b, sq, hq, d, device="cuda", dtype=torch.bfloat16)
     k = torch.randn(b, sk, hkv, d, device="cuda", dtype=torch.bfloat16)
-    v = torch.randn(b, sk, hkv, d, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(b, sk, hkv, dv, device="cuda", dtype=torch.bfloat16)
     check(q, k, v, mask)
 
 

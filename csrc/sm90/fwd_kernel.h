@@ -195,16 +195,19 @@ struct FwdTraits {
       int(sizeof(Element)) * (cosize_v<SmemLayoutQ> + cosize_v<SmemLayoutK> + cosize_v<SmemLayoutV>);
   static constexpr int kSmemOBytes = int(sizeof(Element)) * cosize_v<SmemLayoutO> * kNumConsumerWG;
   static constexpr bool kFitsOBuffer = kSmemOperandBytes + kSmemOBytes + 1024 <= 227 * 1024;
-  // d = d_v = 192 without a local mask has no room for an O buffer but is persistent too: each
-  // warpgroup stages its O in the V stage of the tile's last key block (warpgroup 0 once
-  // warpgroup 1's last P V is done with it, warpgroup 1 once warpgroup 0's store has read it),
-  // and the consumers release that stage once their stores have read it (the next tile needs it
-  // only for its second V block). H100 harness: +1.4-2.1 % at 1k-16k. Not d = 256, where the
-  // same walk lost 3-8 % at every length (one Q buffer: the next Q lands ~2000 cycles after the
-  // epilogue; the 16k loss is not explained by the tile boundaries; perf notes, 22nd session).
+  // d = 192 (d_v 192 or 128) without a local mask has no room for an O buffer but is persistent
+  // too: each warpgroup stages its O in the V stage of the tile's last key block, held past the
+  // last P V and released once the stores have read it (the next tile needs it only for its
+  // second V block). d_v 192: one slab, warpgroup 0 first (once warpgroup 1's last P V is done
+  // with the stage), warpgroup 1 once warpgroup 0's store has read it; d_v 128: a slab each, once
+  // both P V are done. H100 harness: d_v 192 +1.4-2.1 %, d_v 128 +3-7 % (1k-16k). Not d = 256,
+  // where the same walk lost 3-8 % at every length (one Q buffer: the next Q lands ~2000 cycles
+  // after the epilogue; the 16k loss is not explained by the tile boundaries; perf notes, 22nd
+  // session).
   static constexpr bool kOInV = !kGather && !kIsLocal && !kFitsOBuffer && kNumConsumerWG == 2 &&
-                                kHeadDim == 192 && kHeadDimV == 192 &&
-                                cosize_v<SmemLayoutO> <= kBlockN * kHeadDimV;
+                                kHeadDim == 192 && cosize_v<SmemLayoutO> <= kBlockN * kHeadDimV;
+  // ... where a V stage holds both warpgroups' O (d_v 128: 32 KiB), each has its own half.
+  static constexpr bool kOSlabPerWG = 2 * cosize_v<SmemLayoutO> <= kBlockN * kHeadDimV;
   // (Three consumer warpgroups with a local mask stay one tile per CTA: at 160 registers the
   // dynamic walk's per-tile state spills into the main loop.)
   static constexpr bool kPersistent =
@@ -699,7 +702,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   // V stage v_stage, shared by the warpgroups in turn.
   auto o_slab = [&](int v_stage) {
     Element* slab = [&] {
-      if constexpr (Traits::kOInV) return ss.v.data() + v_stage * (kBlockN * Traits::kHeadDimV);
+      if constexpr (Traits::kOInV)
+        return ss.v.data() + v_stage * (kBlockN * Traits::kHeadDimV) +
+               (Traits::kOSlabPerWG ? wgc * cosize_v<typename Traits::SmemLayoutO> : 0);
       else if constexpr (Traits::kPersistent)
         return ss.o.data() + wgc * cosize_v<typename Traits::SmemLayoutO>;
       else return ss.q.data() + wgc * Traits::kSlabQ;
@@ -824,7 +829,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   // store has.
   auto store_tile = [&](const TileWork& w, PipelineState v_held) {
     Tensor sO = o_slab(v_held.index());
-    if constexpr (Traits::kOInV) {
+    if constexpr (Traits::kOInV && Traits::kOSlabPerWG) {
+      cutlass::arch::NamedBarrier::sync(256, kBarVFree);  // both warpgroups' P V are done
+    } else if constexpr (Traits::kOInV) {
       if (wgc == 1) {
         cutlass::arch::NamedBarrier::arrive(256, kBarVFree);
         cutlass::arch::NamedBarrier::sync(256, kBarOSlab);
@@ -862,7 +869,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     if constexpr (Traits::kOInV) {
       if (store_thread) tma_store_wait<0>();
       cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);
-      if (wgc == 0) cutlass::arch::NamedBarrier::arrive(256, kBarOSlab);
+      if (!Traits::kOSlabPerWG && wgc == 0) cutlass::arch::NamedBarrier::arrive(256, kBarOSlab);
       pipe_v.consumer_release(v_held);
     }
   };

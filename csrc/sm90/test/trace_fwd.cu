@@ -1,6 +1,7 @@
 // Per-tile phase timeline of one sm90 forward kernel (bf16, batched, the benchmark's shapes:
 // batch = 16384 / seqlen, heads = 2048 / d). Built against a csrc/ instrumented by
-// bench/trace_fwd.py (see there); -DTR_D, -DTR_CAUSAL, -DTR_WG (consumer warpgroups, default 2),
+// bench/trace_fwd.py (see there); -DTR_D, -DTR_DV (default TR_D), -DTR_CAUSAL, -DTR_WG (consumer
+// warpgroups, default 2),
 // -DTR_BN (keys per block, default the table's).
 //   ./trace_fwd SEQLEN
 #include <cuda_runtime.h>
@@ -15,6 +16,9 @@
 #ifndef TR_WG
 #define TR_WG 2
 #endif
+#ifndef TR_DV
+#define TR_DV TR_D  // head dim of v / out
+#endif
 #ifndef TR_BN
 #define TR_BN 0  // keys per block; 0: the table's kBlockN
 #endif
@@ -23,9 +27,9 @@
 
 using namespace fa4::sm90;
 using Element = cutlass::bfloat16_t;
-using Config = HdimConfig<TR_D, TR_D>;
+using Config = HdimConfig<TR_D, TR_DV>;
 constexpr int kBlockN = TR_BN > 0 ? TR_BN : Config::kBlockN;
-using Traits = FwdTraits<Element, TR_D, TR_D, kBlockN, Config::kStages, bool(TR_CAUSAL),
+using Traits = FwdTraits<Element, TR_D, TR_DV, kBlockN, Config::kStages, bool(TR_CAUSAL),
                          false, kDefaultRescale, kDefaultPolyPer8, Config::kOverlap,
                          Config::kPingPong && TR_WG == 2, false, TR_WG>;
 
@@ -40,26 +44,28 @@ __global__ void fill(Element* p, int64_t n, uint32_t seed) {
 
 int main(int argc, char** argv) {
   const int s = argc > 1 ? atoi(argv[1]) : 1024;
-  const int d = TR_D, batch = 16384 / s, heads = 2048 / d;
-  const int64_t n = int64_t(batch) * s * heads * d;
+  const int d = TR_D, dv = TR_DV, batch = 16384 / s, heads = 2048 / d;
+  const int64_t n = int64_t(batch) * s * heads * d, nv = int64_t(batch) * s * heads * dv;
   Element *q, *k, *v, *o;
   float* lse;
   int* counter;
-  CK(cudaMalloc(&q, n * 2)); CK(cudaMalloc(&k, n * 2)); CK(cudaMalloc(&v, n * 2));
-  CK(cudaMalloc(&o, n * 2)); CK(cudaMalloc(&lse, int64_t(batch) * heads * s * 4));
+  CK(cudaMalloc(&q, n * 2)); CK(cudaMalloc(&k, n * 2)); CK(cudaMalloc(&v, nv * 2));
+  CK(cudaMalloc(&o, nv * 2)); CK(cudaMalloc(&lse, int64_t(batch) * heads * s * 4));
   CK(cudaMalloc(&counter, 16));
-  fill<<<1024, 256>>>(q, n, 1); fill<<<1024, 256>>>(k, n, 2); fill<<<1024, 256>>>(v, n, 3);
+  fill<<<1024, 256>>>(q, n, 1); fill<<<1024, 256>>>(k, n, 2); fill<<<1024, 256>>>(v, nv, 3);
   fa4::AttnParams a{};
   a.dtype = fa4::DType::kBFloat16;
-  a.batch = batch; a.heads_q = a.heads_kv = heads; a.head_dim = a.head_dim_v = d;
+  a.batch = batch; a.heads_q = a.heads_kv = heads; a.head_dim = d; a.head_dim_v = dv;
   a.seqlen_q = a.seqlen_k = s;
   a.softmax_scale = 1.f / sqrtf(float(d));
   a.causal = TR_CAUSAL; a.window_left = a.window_right = -1;
   a.q = q; a.k = k; a.v = v; a.out = o; a.lse = lse;
-  for (auto* st : {&a.q_batch_stride, &a.k_batch_stride, &a.v_batch_stride, &a.o_batch_stride})
-    *st = int64_t(s) * heads * d;
-  a.q_row_stride = a.k_row_stride = a.v_row_stride = a.o_row_stride = int64_t(heads) * d;
-  a.q_head_stride = a.k_head_stride = a.v_head_stride = a.o_head_stride = d;
+  a.q_batch_stride = a.k_batch_stride = int64_t(s) * heads * d;
+  a.v_batch_stride = a.o_batch_stride = int64_t(s) * heads * dv;
+  a.q_row_stride = a.k_row_stride = int64_t(heads) * d;
+  a.v_row_stride = a.o_row_stride = int64_t(heads) * dv;
+  a.q_head_stride = a.k_head_stride = d;
+  a.v_head_stride = a.o_head_stride = dv;
   a.lse_batch_stride = int64_t(heads) * s; a.lse_head_stride = s;
   auto launch = [&] {
     CK(cudaMemsetAsync(counter, 0, 16));
@@ -75,7 +81,7 @@ int main(int argc, char** argv) {
   CK(cudaEventSynchronize(e1));
   float ms = 0;
   CK(cudaEventElapsedTime(&ms, e0, e1));
-  const double flops = 4.0 * batch * heads * double(s) * s * d * (TR_CAUSAL ? 0.5 : 1.0);
+  const double flops = 2.0 * batch * heads * double(s) * s * (d + dv) * (TR_CAUSAL ? 0.5 : 1.0);
   printf("d %d s %d causal %d wg %d kBlockN %d persistent %d counter %d: %.1f us, %.1f TFLOP/s\n",
          d, s, TR_CAUSAL, TR_WG, Traits::kBlockN, Traits::kPersistent, Traits::kTileCounter,
          ms * 1e3 / reps, flops / (ms * 1e-3 / reps) * 1e-12);
