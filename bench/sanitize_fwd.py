@@ -55,6 +55,7 @@ for d in (64, 128):
 s = 128 * (-(-2 * sms // 16)) + 37
 q, k, v = t(2, s, 8, d=192), t(2, s + 50, 8, d=192), t(2, s + 50, 8, d=192)
 check(f"persistent (O in V) d192 {s}x{s + 50}", fa.flash_attn_func(q, k, v))
+check(f"persistent (O in V, tile counter) causal d192 {s}x{s + 50}", fa.flash_attn_func(q, k, v, causal=True))
 lens_q, lens_k = [900, 0, 300, 77] * 8, [1000, 5, 0, 300] * 8
 q, k, v = t(sum(lens_q), 4, d=192), t(sum(lens_k), 2, d=192), t(sum(lens_k), 2, d=192)
 check("persistent (O in V) varlen gqa d192", fa.flash_attn_varlen_func(q, k, v, cu(lens_q), cu(lens_k),
@@ -62,6 +63,8 @@ check("persistent (O in V) varlen gqa d192", fa.flash_attn_varlen_func(q, k, v, 
 # d 192 / d_v 128: each warpgroup stages O in its own half of the V stage.
 q, k, v = t(2, s, 8, d=192), t(2, s + 50, 8, d=192), t(2, s + 50, 8, d=128)
 check(f"persistent (O in V, two slabs) d192 v128 {s}x{s + 50}", fa.flash_attn_func(q, k, v))
+check(f"persistent (O in V, two slabs, tile counter) window d192 v128 {s}x{s + 50}",
+      fa.flash_attn_func(q, k, v, window_size=(300, 0)))
 q, k, v = t(sum(lens_q), 4), t(sum(lens_k), 2), t(sum(lens_k), 2)
 check("persistent varlen gqa", fa.flash_attn_varlen_func(q, k, v, cu(lens_q), cu(lens_k), max(lens_q),
                                                          max(lens_k)))

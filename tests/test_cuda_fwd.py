@@ -115,9 +115,9 @@ def test_fwd_paged(page_size, d, d_v, causal, softcap):
 
 
 # d <= 128 runs a persistent grid (one CTA per SM walking tiles; with a causal / local mask they
-# take tiles from a counter, heaviest first); d = 192 without a mask too, its O staged in the V
-# stage of each tile's last key block (tiles without keys write zeros directly), and d 192 / d_v 128
-# (each warpgroup its own half of that stage; dense test below). Enough tiles here that every CTA takes several, with
+# take tiles from a counter, heaviest first); d = 192 too, its O staged in the V stage of each
+# tile's last key block (tiles without keys write zeros directly), and d 192 / d_v 128 (each
+# warpgroup its own half of that stage; dense test below). Enough tiles here that every CTA takes several, with
 # an empty sequence, a keyless one, tiles a window leaves keyless, and ragged ends among them,
 # through both paged producer paths (8-row boxes, whole-tile boxes) and the predicated O store.
 # At d = 64, max_seqlen_q 2100 selects the three-warpgroup (192-row) tiles without a local mask and

@@ -84,8 +84,9 @@ const char* fwd_unsupported_reason(const AttnParams& a) {
 }
 
 size_t fwd_workspace_bytes(const AttnParams& a) {
-  // FwdTraits::kTileCounter: a local mask, not the paged-gather kernel, d and d_v <= 128, two
-  // consumer warpgroups (with a local mask, the row's kLongWG only from kLongSeqlenQLocal).
+  // FwdTraits::kTileCounter: a local mask, not the paged-gather kernel, d and d_v <= 128 or d 192
+  // (kOInV), two consumer warpgroups (with a local mask, the row's kLongWG only from
+  // kLongSeqlenQLocal).
   bool two_wg = true;
 #define FA4_SM90_TWO_WG(D, DV, BN, ST, OVL, PP, LWG, SWG, SBN) \
   if (a.head_dim == D && a.head_dim_v == DV) two_wg = LWG == 2 || a.seqlen_q < kLongSeqlenQLocal;
@@ -93,7 +94,8 @@ size_t fwd_workspace_bytes(const AttnParams& a) {
 #undef FA4_SM90_TWO_WG
   const bool gather = a.paged() && a.page_size % 8 != 0;
   const bool counter =
-      has_local_mask(a) && !gather && a.head_dim <= 128 && a.head_dim_v <= 128 && two_wg;
+      has_local_mask(a) && !gather &&
+      ((a.head_dim <= 128 && a.head_dim_v <= 128) || a.head_dim == 192) && two_wg;
   return counter ? 16 : 0;
 }
 

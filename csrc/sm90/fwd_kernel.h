@@ -195,23 +195,24 @@ struct FwdTraits {
       int(sizeof(Element)) * (cosize_v<SmemLayoutQ> + cosize_v<SmemLayoutK> + cosize_v<SmemLayoutV>);
   static constexpr int kSmemOBytes = int(sizeof(Element)) * cosize_v<SmemLayoutO> * kNumConsumerWG;
   static constexpr bool kFitsOBuffer = kSmemOperandBytes + kSmemOBytes + 1024 <= 227 * 1024;
-  // d = 192 (d_v 192 or 128) without a local mask has no room for an O buffer but is persistent
-  // too: each warpgroup stages its O in the V stage of the tile's last key block, held past the
-  // last P V and released once the stores have read it (the next tile needs it only for its
-  // second V block). d_v 192: one slab, warpgroup 0 first (once warpgroup 1's last P V is done
-  // with the stage), warpgroup 1 once warpgroup 0's store has read it; d_v 128: a slab each, once
-  // both P V are done. H100 harness: d_v 192 +1.4-2.1 %, d_v 128 +3-7 % (1k-16k). Not d = 256,
-  // where the same walk lost 3-8 % at every length (one Q buffer: the next Q lands ~2000 cycles
-  // after the epilogue; the 16k loss is not explained by the tile boundaries; perf notes, 22nd
-  // session).
-  static constexpr bool kOInV = !kGather && !kIsLocal && !kFitsOBuffer && kNumConsumerWG == 2 &&
+  // d = 192 (d_v 192 or 128) has no room for an O buffer but walks persistently too (static
+  // without a local mask, the tile counter with one): each warpgroup stages its O in the V stage
+  // of the tile's last key block, held past the last P V and released once the stores have read
+  // it (the next tile needs it only for its second V block). d_v 192: one slab, warpgroup 0 first
+  // (once warpgroup 1's last P V is done with the stage), warpgroup 1 once warpgroup 0's store has
+  // read it; d_v 128: a slab each, once both P V are done. H100 harness against one tile per CTA:
+  // no mask d_v 192 +1.4-2.1 %, d_v 128 +3-7 % (1k-16k); causal +3-9 % at 1k-8k, -1.4 / -2.9 % at
+  // 16k. Not d = 256, where the static walk lost 3-8 % at every length (one Q buffer: the next Q
+  // lands ~2000 cycles after the epilogue; the 16k loss is not explained by the tile boundaries;
+  // perf notes, 22nd session).
+  static constexpr bool kOInV = !kGather && !kFitsOBuffer && kNumConsumerWG == 2 &&
                                 kHeadDim == 192 && cosize_v<SmemLayoutO> <= kBlockN * kHeadDimV;
   // ... where a V stage holds both warpgroups' O (d_v 128: 32 KiB), each has its own half.
   static constexpr bool kOSlabPerWG = 2 * cosize_v<SmemLayoutO> <= kBlockN * kHeadDimV;
   // (Three consumer warpgroups with a local mask stay one tile per CTA: at 160 registers the
   // dynamic walk's per-tile state spills into the main loop.)
   static constexpr bool kPersistent =
-      !kGather && (kIsLocal ? kHeadDim <= 128 && kHeadDimV <= 128 && kNumConsumerWG == 2
+      !kGather && (kIsLocal ? (kHeadDim <= 128 && kHeadDimV <= 128 || kOInV) && kNumConsumerWG == 2
                             : kFitsOBuffer || kOInV);
   static constexpr bool kTileCounter = kPersistent && kIsLocal;
   // The static walks (persistent, no counter) keep two Q buffers: tile i + 1 is announced (its
