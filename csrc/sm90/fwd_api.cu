@@ -84,19 +84,15 @@ const char* fwd_unsupported_reason(const AttnParams& a) {
 }
 
 size_t fwd_workspace_bytes(const AttnParams& a) {
-  // FwdTraits::kTileCounter: a local mask, not the paged-gather kernel, d and d_v <= 128 or d 192
-  // (kOInV), two consumer warpgroups (with a local mask, the row's kLongWG only from
-  // kLongSeqlenQLocal).
-  bool two_wg = true;
-#define FA4_SM90_TWO_WG(D, DV, BN, ST, OVL, PP, LWG, SWG, SBN) \
-  if (a.head_dim == D && a.head_dim_v == DV) two_wg = LWG == 2 || a.seqlen_q < kLongSeqlenQLocal;
-  FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_TWO_WG)
-#undef FA4_SM90_TWO_WG
-  const bool gather = a.paged() && a.page_size % 8 != 0;
-  const bool counter =
-      has_local_mask(a) && !gather &&
-      ((a.head_dim <= 128 && a.head_dim_v <= 128) || a.head_dim == 192) && two_wg;
-  return counter ? 16 : 0;
+#define FA4_SM90_WORKSPACE(D, DV, BN, ST, OVL, PP, LWG, SWG, SBN)                \
+  if (a.head_dim == D && a.head_dim_v == DV) {                                 \
+    return a.dtype == DType::kBFloat16                                         \
+               ? fwd_workspace_bytes_hdim<cutlass::bfloat16_t, D, DV>(a)       \
+               : fwd_workspace_bytes_hdim<cutlass::half_t, D, DV>(a);          \
+  }
+  FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_WORKSPACE)
+#undef FA4_SM90_WORKSPACE
+  return 0;
 }
 
 cudaError_t run_fwd(const AttnParams& a, void* workspace, cudaStream_t stream) {

@@ -29,8 +29,11 @@ struct HdimConfig {
 FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_HDIM_CONFIG)
 #undef FA4_SM90_HDIM_CONFIG
 
-// Defined in instantiations/fwd_<dtype>_hdim<d>[_<d_v>].cu.
+// Defined in instantiations/fwd_<dtype>_hdim<d>[_<d_v>].cu: the launch, and the workspace the
+// kernel it picks wants (16 bytes for a tile counter, else 0).
 template <class Element, int kHeadDim, int kHeadDimV>
 cudaError_t run_fwd_hdim(const AttnParams& a, int* tile_counter, cudaStream_t stream);
+template <class Element, int kHeadDim, int kHeadDimV>
+size_t fwd_workspace_bytes_hdim(const AttnParams& a);
 
 }  // namespace fa4::sm90

@@ -8,8 +8,9 @@
 namespace fa4::sm90 {
 // Empty string when the sm90 forward kernel handles `params`; otherwise a short reason.
 const char* fwd_unsupported_reason(const AttnParams& params);
-// Bytes of zero-filled device scratch run_fwd wants: a tile counter for the persistent kernels
-// with a local mask (d, d_v <= 128), which hand out tiles heaviest first; 0 for the others.
+// Bytes of zero-filled device scratch run_fwd wants: a tile counter for the kernel it picks when
+// that kernel hands out tiles heaviest first (FwdTraits::kTileCounter: persistent with a local
+// mask); 0 for the others.
 size_t fwd_workspace_bytes(const AttnParams& params);
 // Launches on `stream`; returns cudaSuccess or the launch error. `workspace`: fwd_workspace_bytes
 // zero-filled bytes (without them the local-mask kernels walk their tiles in a fixed order).

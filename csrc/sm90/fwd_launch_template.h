@@ -109,57 +109,69 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream, int* tile_count
   return cudaGetLastError();
 }
 
-// The dispatched variants of one (dtype, head_dim, head_dim_v) row of FA4_SM90_FWD_HDIM_TABLE.
+// The kernel variant that serves `a` in one (dtype, head_dim, head_dim_v) row of
+// FA4_SM90_FWD_HDIM_TABLE: returns f(Traits{}) for its FwdTraits. The one selection that both the
+// launch and the workspace size follow.
 template <class Element, int kHeadDim, int kHeadDimV, int kBlockN, int kStages, bool kOverlap,
-          bool kPingPong, int kLongWG, int kShortWG, int kShortBlockN>
-cudaError_t run_fwd_hdim_impl(const AttnParams& a, int* tile_counter, cudaStream_t stream) {
+          bool kPingPong, int kLongWG, int kShortWG, int kShortBlockN, class F>
+auto with_fwd_traits(const AttnParams& a, F&& f) {
   if (a.paged() && a.page_size % 8 != 0) {
     // Pages that do not hold whole 8-row blocks: the gather kernel, built with the local mask
     // path only (it also serves causal-free, window-free masks) to keep the build small.
-    auto launch = [&](auto softcap) {
-      return launch_fwd<FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages, true,
-                                  decltype(softcap)::value, kDefaultRescale, kDefaultPolyPer8,
-                                  kOverlap, kPingPong, /*kGather=*/true>>(a, stream);
+    auto gather = [&](auto softcap) {
+      return f(FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages, true,
+                         decltype(softcap)::value, kDefaultRescale, kDefaultPolyPer8, kOverlap,
+                         kPingPong, /*kGather=*/true>{});
     };
-    return a.softcap > 0.f ? launch(std::true_type{}) : launch(std::false_type{});
+    return a.softcap > 0.f ? gather(std::true_type{}) : gather(std::false_type{});
   }
-  auto launch = [&](auto num_wg) {
+  auto with_wg = [&](auto num_wg) {
     constexpr int kWG = decltype(num_wg)::value;
     return dispatch_local_softcap(has_local_mask(a), a.softcap > 0.f, [&](auto local, auto softcap) {
-      return launch_fwd<FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages,
-                                  decltype(local)::value, decltype(softcap)::value, kDefaultRescale,
-                                  kDefaultPolyPer8, kOverlap, kPingPong && kWG == 2, false, kWG>>(
-          a, stream, tile_counter);
+      return f(FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages, decltype(local)::value,
+                         decltype(softcap)::value, kDefaultRescale, kDefaultPolyPer8, kOverlap,
+                         kPingPong && kWG == 2, false, kWG>{});
     });
   };
   if constexpr (kShortWG != 2) {
     if (!has_local_mask(a) && a.seqlen_q < kLongSeqlenQ) {
-      auto launch_short = [&](auto softcap) {
-        return launch_fwd<FwdTraits<Element, kHeadDim, kHeadDimV, kShortBlockN, kStages, false,
-                                    decltype(softcap)::value, kDefaultRescale, kDefaultPolyPer8,
-                                    kOverlap, false, false, kShortWG>>(a, stream);
+      auto short_rows = [&](auto softcap) {
+        return f(FwdTraits<Element, kHeadDim, kHeadDimV, kShortBlockN, kStages, false,
+                           decltype(softcap)::value, kDefaultRescale, kDefaultPolyPer8, kOverlap,
+                           false, false, kShortWG>{});
       };
-      return a.softcap > 0.f ? launch_short(std::true_type{}) : launch_short(std::false_type{});
+      return a.softcap > 0.f ? short_rows(std::true_type{}) : short_rows(std::false_type{});
     }
   }
   if constexpr (kLongWG != 2) {
     if (a.seqlen_q >= (has_local_mask(a) ? kLongSeqlenQLocal : kLongSeqlenQ))
-      return launch(std::integral_constant<int, kLongWG>{});
+      return with_wg(std::integral_constant<int, kLongWG>{});
   }
-  return launch(std::integral_constant<int, 2>{});
+  return with_wg(std::integral_constant<int, 2>{});
 }
 
 }  // namespace fa4::sm90
 
-// Body of one instantiation unit: run_fwd_hdim<ELEMENT, HDIM, HDIM_V> with the row's tile config.
+// Body of one instantiation unit: run_fwd_hdim / fwd_workspace_bytes_hdim<ELEMENT, HDIM, HDIM_V>
+// with the row's tile config.
 #define FA4_SM90_DEFINE_RUN_FWD_HDIM(ELEMENT, HDIM, HDIM_V)                                    \
   namespace fa4::sm90 {                                                                        \
+  template <class F>                                                                           \
+  auto with_fwd_traits_##HDIM##_##HDIM_V(const AttnParams& a, F&& f) {                         \
+    using C = HdimConfig<HDIM, HDIM_V>;                                                        \
+    return with_fwd_traits<ELEMENT, HDIM, HDIM_V, C::kBlockN, C::kStages, C::kOverlap,         \
+                           C::kPingPong, C::kLongWG, C::kShortWG, C::kShortBlockN>(a, f);      \
+  }                                                                                            \
   template <>                                                                                  \
   cudaError_t run_fwd_hdim<ELEMENT, HDIM, HDIM_V>(const AttnParams& a, int* tile_counter,     \
                                                  cudaStream_t stream) {                        \
-    using C = HdimConfig<HDIM, HDIM_V>;                                                        \
-    return run_fwd_hdim_impl<ELEMENT, HDIM, HDIM_V, C::kBlockN, C::kStages, C::kOverlap,       \
-                             C::kPingPong, C::kLongWG, C::kShortWG, C::kShortBlockN>(          \
-        a, tile_counter, stream);                                                              \
+    return with_fwd_traits_##HDIM##_##HDIM_V(a, [&](auto traits) {                             \
+      return launch_fwd<decltype(traits)>(a, stream, tile_counter);                            \
+    });                                                                                        \
+  }                                                                                            \
+  template <>                                                                                  \
+  size_t fwd_workspace_bytes_hdim<ELEMENT, HDIM, HDIM_V>(const AttnParams& a) {                \
+    return with_fwd_traits_##HDIM##_##HDIM_V(                                                 \
+        a, [](auto traits) { return decltype(traits)::kTileCounter ? size_t(16) : size_t(0); }); \
   }                                                                                            \
   }

@@ -18,9 +18,9 @@ bool has_local_mask(const Params& a) {
   return m.window_left >= 0 || m.window_right >= 0;
 }
 
-// Calls launch(std::bool_constant<kIsLocal>{}, std::bool_constant<kHasSoftcap>{}).
+// Returns launch(std::bool_constant<kIsLocal>{}, std::bool_constant<kHasSoftcap>{}).
 template <class Launch>
-cudaError_t dispatch_local_softcap(bool local, bool softcap, Launch&& launch) {
+auto dispatch_local_softcap(bool local, bool softcap, Launch&& launch) {
   using T = std::true_type;
   using F = std::false_type;
   if (local) return softcap ? launch(T{}, T{}) : launch(T{}, F{});
