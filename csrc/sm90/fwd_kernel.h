@@ -822,6 +822,18 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   };
   // O of the tile being stored, normalised and converted.
   Tensor tOrOe = make_tensor_like<Element>(tOrO);
+  // f(r, c, dst) for each 16-byte chunk (row r of this warpgroup's 64, column c) of tile w's rows
+  // that this sequence owns, dst its place in out.
+  auto for_each_owned_chunk = [&](const TileWork& w, auto&& f) {
+    constexpr int kChunks = Traits::kHeadDimV / 8;
+    Element* out = static_cast<Element*>(attn.out);
+    const int slab_row = w.row_begin + 64 * wgc;
+    const int rows = min(64, w.row_end - slab_row);
+    for (int i = ctid % 128; i < rows * kChunks; i += 128) {
+      const int r = i / kChunks, c = (i % kChunks) * 8;
+      f(r, c, reinterpret_cast<uint4*>(out + attn.o_offset(w.batch, slab_row + r, w.head) + c));
+    }
+  };
   // Epilogue of tile w (tOrOe holds its O): O through this warpgroup's slab to its own store
   // (named barrier of its 128 threads). Persistent: the slab is free once this warpgroup's
   // previous TMA store has read it. kOInV: the slab is V stage v_held (the tile's last key block,
@@ -849,15 +861,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);
     const int slab_row = w.row_begin + 64 * wgc;
     if (p.store_o_predicated) {
-      // 16-byte chunks of the rows this sequence owns.
-      constexpr int kChunks = Traits::kHeadDimV / 8;
-      Element* out = static_cast<Element*>(attn.out);
-      const int rows = min(64, w.row_end - slab_row);
-      for (int i = ctid % 128; i < rows * kChunks; i += 128) {
-        const int r = i / kChunks, c = (i % kChunks) * 8;
-        *reinterpret_cast<uint4*>(out + attn.o_offset(w.batch, slab_row + r, w.head) + c) =
-            *reinterpret_cast<uint4 const*>(&sO(r, c));
-      }
+      for_each_owned_chunk(w, [&](int r, int c, uint4* dst) {
+        *dst = *reinterpret_cast<uint4 const*>(&sO(r, c));
+      });
     } else if (store_thread && slab_row < w.q_len) {
       Tensor mO = p.tma_o.get_tma_tensor(p.layout_o.shape())(_, _, w.head, w.batch);
       Tensor gO = local_tile(mO, Shape<_64, Int<Traits::kHeadDimV>>{},
@@ -876,15 +882,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   };
   // kOInV, a tile whose rows see no key (no V stage held): its O is 0, written directly.
   auto store_zero_tile = [&](const TileWork& w) {
-    constexpr int kChunks = Traits::kHeadDimV / 8;
-    Element* out = static_cast<Element*>(attn.out);
-    const int slab_row = w.row_begin + 64 * wgc;
-    const int rows = min(64, w.row_end - slab_row);
-    for (int i = ctid % 128; i < rows * kChunks; i += 128) {
-      const int r = i / kChunks, c = (i % kChunks) * 8;
-      *reinterpret_cast<uint4*>(out + attn.o_offset(w.batch, slab_row + r, w.head) + c) =
-          make_uint4(0, 0, 0, 0);
-    }
+    for_each_owned_chunk(w, [](int, int, uint4* dst) { *dst = make_uint4(0, 0, 0, 0); });
   };
 
   // kDeferEpilogue: the tile whose epilogue has not run yet (its O in tOrOe).
