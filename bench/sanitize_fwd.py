@@ -79,3 +79,24 @@ q, k, v = t(4, 1100, 16, d=64), t(4, 700, 16, d=64), t(4, 700, 16, d=64)
 check("d64 four warpgroups 1100x700", fa.flash_attn_func(q, k, v))
 q, k, v = t(1, 8260, 4, d=64), t(1, 700, 2, d=64), t(1, 700, 2, d=64)
 check("d64 three warpgroups causal 8260x700", fa.flash_attn_func(q, k, v, causal=True))
+
+# Packed GQA: the consumers load Q rows of G heads themselves (cp.async, zero-filled past the
+# sequence) and store O per row; decoding against a paged cache, a non-power-of-two group with a
+# causal mask and a sink, and a persistent walk of several packed tiles per CTA.
+lens_k = [300, 1, 517]
+used_k = torch.tensor(lens_k, dtype=torch.int32, device="cuda")
+for page_size in (256, 5):
+    pages_per_seq = -(-max(lens_k) // page_size)
+    table = torch.randperm(3 * pages_per_seq, device="cuda").view(3, pages_per_seq).to(torch.int32)
+    k_pages, v_pages = t(3 * pages_per_seq, page_size, 2), t(3 * pages_per_seq, page_size, 2)
+    q = t(3, 16)
+    check(f"packed gqa decode paged page_size {page_size}",
+          fa.flash_attn_varlen_func(q, k_pages, v_pages, cu([1] * 3), None, 1, None, causal=True,
+                                    seqused_k=used_k, page_table=table, pack_gqa=True))
+for d in (64, 128, 192, 256):
+    q, k, v = t(2, 37, 6, d=d), t(2, 400, 2, d=d), t(2, 400, 2, d=d)
+    check(f"packed gqa causal sink d{d}", fa.flash_attn_func(
+        q, k, v, causal=True, learnable_sink=torch.randn(6, device="cuda"), pack_gqa=True))
+q, k, v = t(64, 40, 16), t(64, 900, 2), t(64, 900, 2)
+check("packed gqa persistent 64 x 40 rows x 8 heads", fa.flash_attn_func(q, k, v, pack_gqa=True))
+check("packed gqa persistent (tile counter) causal", fa.flash_attn_func(q, k, v, causal=True, pack_gqa=True))

@@ -45,6 +45,28 @@ def test_cell_flops_and_tflops():
     assert config.tflops(2e12, 2.0) == pytest.approx(1000.0)  # 2 TFLOP in 2 ms
 
 
+def test_query_length_cells():
+    cell = config.build_grid(("fwd",), (False,), (128,), (8192,), kv_heads=2, batch=8, seqlen_q=4)[0]
+    assert (cell.seqlen_q, cell.seqlen, cell.batch, cell.kv_heads) == (4, 8192, 8, 2)
+    assert cell.flops == 4 * 8 * 16 * 4 * 8192 * 128
+    assert "s=4x8192" in cell.describe()
+    # SDPA's causal mask is top-left aligned, fa4's bottom-right: not comparable when lengths differ.
+    with pytest.raises(ValueError, match="non-causal"):
+        config.build_grid(("fwd",), (False, True), (128,), (8192,), seqlen_q=4)
+    with pytest.raises(ValueError):
+        config.attention_flops(1, 1, 128, 64, causal=True, mode="fwd", seqlen_q=8)
+    back = results.cell_from_json(results.CellResult(cell).to_json()).cell
+    assert back == cell
+
+
+def test_nopack_provider_only_on_gqa_forward_cells():
+    providers = pytest.importorskip("flash_attn4.bench.providers")
+    nopack = providers.make_providers(("fa4_nopack",), (128,))[0]
+    assert nopack.skip_reason(config.Cell("fwd", False, 128, 1024, kv_heads_override=4)) is None
+    assert "GQA" in nopack.skip_reason(config.Cell("fwd", False, 128, 1024))
+    assert nopack.skip_reason(config.Cell("bwd", False, 128, 1024, kv_heads_override=4))
+
+
 def test_parse_int_list():
     assert config.parse_int_list("64,128, 256") == (64, 128, 256)
     for bad in ("", "64,,128", "a,1", "0", "-64"):

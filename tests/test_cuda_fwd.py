@@ -210,3 +210,92 @@ def test_fwd_int64_offsets():
     ref, _ = attention_ref(q[1:], k[1:], v[1:], compute_dtype=torch.float32)
     low, _ = attention_ref(q[1:], k[1:], v[1:], compute_dtype=torch.bfloat16)
     assert_tolerance("out[1]", out[1:], ref, low, atol=1e-3)
+
+
+# Packed GQA (pack_gqa=True): the query heads of one K/V head share a tile's rows, row r being
+# query position r / G of head r % G of the group, so the masks' diagonals, lse, the sink and the O
+# store go per (position, head) instead of per row. Group sizes that do not divide the 128-row
+# tile and MQA, query lengths from decoding (1) to several tiles, every head dim.
+PACK_HEADS = {"g2": (4, 2), "g3": (6, 2), "g8": (16, 2), "mqa7": (7, 1)}
+PACK_SEQLENS = [(1, 1000), (5, 333), (37, 37), (300, 1200), (1000, 999)]
+
+
+@pytest.mark.parametrize("dims", DIMS, ids=lambda d: f"d{d[0]}v{d[1]}")
+@pytest.mark.parametrize("mask", ["none", "causal", "local", "causal_softcap_sink"])
+@pytest.mark.parametrize("heads", list(PACK_HEADS))
+@pytest.mark.parametrize("seqlens", PACK_SEQLENS, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_fwd_pack_gqa(dims, mask, heads, seqlens):
+    torch.manual_seed(0)
+    (d, dv), (hq, hkv), (sq, sk) = dims, PACK_HEADS[heads], seqlens
+    q = torch.randn(2, sq, hq, d, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(2, sk, hkv, d, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(2, sk, hkv, dv, device="cuda", dtype=torch.bfloat16)
+    kw = dict(MASKS[mask])
+    if kw.pop("sink", False):
+        kw["learnable_sink"] = torch.randn(hq, device="cuda")
+    out, lse = run_or_skip_unimplemented(lambda: poisoned(q, k, v, pack_gqa=True, **dict(kw)), "cuda")
+    ref, ref_lse = attention_ref(q, k, v, compute_dtype=torch.float32, **kw)
+    low, _ = attention_ref(q, k, v, compute_dtype=q.dtype, **kw)
+    assert_tolerance("out", out, ref, low, atol=1e-3)
+    finite = torch.isfinite(ref_lse)
+    assert torch.equal(torch.isfinite(lse), finite)
+    assert max_err(lse[finite], ref_lse[finite]) <= 1e-2
+
+
+# Packing changes which rows share a tile, not any row's arithmetic: where both forms run the same
+# kernel (d 128 and 256 have one tile shape), a row sees the same key blocks in the same order
+# (blocks a packed tile adds are fully masked for it: exact zeros), so the results are bitwise
+# those of one head per tile; pack_gqa=None (automatic) must agree too.
+@pytest.mark.parametrize("d", [128, 256])
+@pytest.mark.parametrize("mask", ["none", "causal", "local", "causal_softcap_sink"])
+@pytest.mark.parametrize("seqlens", [(1, 700), (20, 300), (1000, 999)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_fwd_pack_gqa_bitwise_unpacked(d, mask, seqlens):
+    torch.manual_seed(0)
+    (sq, sk), hq, hkv = seqlens, 12, 3
+    q = torch.randn(3, sq, hq, d, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(3, sk, hkv, d, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(3, sk, hkv, d, device="cuda", dtype=torch.bfloat16)
+    kw = dict(MASKS[mask])
+    if kw.pop("sink", False):
+        kw["learnable_sink"] = torch.randn(hq, device="cuda")
+    outs = [poisoned(q, k, v, pack_gqa=pack, **dict(kw)) for pack in (False, True, None)]
+    for out, lse in outs[1:]:
+        assert torch.equal(out, outs[0][0])
+        assert torch.equal(lse, outs[0][1])
+
+
+# Decoding-like calls through the user function: one or a few new query positions per sequence
+# against a paged cache (whole-tile boxes, 8-row boxes, gathered rows), varlen q with empty
+# sequences and seqused_k; automatic packing (pack_gqa=None) takes these.
+@pytest.mark.parametrize("page_size", [256, 16, 5])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("lens_q", [[1, 1, 1, 1], [3, 0, 16, 1]], ids=str)
+def test_fwd_pack_gqa_decode_paged(page_size, causal, lens_q):
+    torch.manual_seed(0)
+    lens_k = [700, 5, 2000, 33]
+    b, hq, hkv, d = len(lens_q), 32, 4, 128
+    pages_per_seq = -(-max(lens_k) // page_size)
+    num_pages = b * pages_per_seq
+    table = torch.randperm(num_pages, device="cuda").view(b, pages_per_seq).to(torch.int32)
+    k_pages = torch.randn(num_pages, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)
+    v_pages = torch.randn(num_pages, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)
+    q = torch.randn(sum(lens_q), hq, d, device="cuda", dtype=torch.bfloat16)
+    cu_q = make_cu_seqlens(lens_q, "cuda")
+    used_k = torch.tensor(lens_k, dtype=torch.int32, device="cuda")
+    sink = torch.randn(hq, device="cuda")
+    out, lse = fa.flash_attn_varlen_func(q, k_pages, v_pages, cu_q, None, max(lens_q), None,
+                                         causal=causal, seqused_k=used_k, page_table=table,
+                                         learnable_sink=sink, return_lse=True)
+    for i in range(b):
+        if lens_q[i] == 0:
+            continue
+        k = k_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
+        v = v_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
+        rows = slice(int(cu_q[i]), int(cu_q[i + 1]))
+        qi = q[rows][None]
+        ref, ref_lse = attention_ref(qi, k, v, causal=causal, learnable_sink=sink,
+                                     compute_dtype=torch.float32)
+        low, _ = attention_ref(qi, k, v, causal=causal, learnable_sink=sink,
+                               compute_dtype=torch.bfloat16)
+        assert_tolerance(f"out[{i}]", out[rows][None], ref, low, atol=1e-3)
+        assert max_err(lse[:, rows], ref_lse[0]) <= 1e-2

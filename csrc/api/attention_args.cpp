@@ -246,7 +246,7 @@ AttnParams make_params(const AttnArgs& a) {
   p.window_left = static_cast<int>(a.window_size_left);
   p.window_right = static_cast<int>(a.window_size_right);
   p.num_splits = static_cast<int>(a.num_splits);
-  p.pack_gqa = a.pack_gqa.value_or(false);
+  p.pack_gqa = a.pack_gqa.has_value() ? int(*a.pack_gqa) : -1;
 
   p.q = q.const_data_ptr();
   p.k = k.const_data_ptr();

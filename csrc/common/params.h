@@ -46,7 +46,9 @@ struct AttnParams {
   bool causal;
   int window_left, window_right;  // -1: unbounded
   int num_splits;               // 0: let the kernel decide
-  bool pack_gqa;
+  // GQA / MQA forward: 1 packs the query heads that share a K/V head into the rows of one tile,
+  // 0 keeps one head per tile, -1 lets the kernel decide. The result is the same either way.
+  int pack_gqa;
 
   // q, k, v, out
   const void* q; const void* k; const void* v; void* out;

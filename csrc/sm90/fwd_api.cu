@@ -63,6 +63,9 @@ const char* fwd_unsupported_reason(const AttnParams& a) {
     return "paged KV needs page_size > 0 and num_pages > 0";
   if (a.heads_kv <= 0 || a.heads_q % a.heads_kv != 0) return "heads_q must be a multiple of heads_kv";
   if (a.batch > 65535 || a.heads_q > 65535) return "batch and heads must be <= 65535";
+  if (a.pack_gqa == 1 && a.heads_q > a.heads_kv && a.heads_kv > 0 &&
+      int64_t(a.heads_q / a.heads_kv) * a.seqlen_q > kMaxPackedRows)
+    return "pack_gqa=True needs seqlen_q * (heads_q / heads_kv) <= 2^30";
   if (a.seqlen_q < 0 || a.seqlen_k < 0) return "negative sequence length";
   if (!(a.softmax_scale > 0.f)) return "needs softmax_scale > 0";
   const int q_rows = a.q_varlen() ? a.total_q : a.seqlen_q;

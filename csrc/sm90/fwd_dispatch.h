@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 #include <cutlass/numeric_types.h>
 
+#include <cstdint>
+
 #include "common/params.h"
 #include "sm90/fwd_config.h"
 
@@ -28,6 +30,24 @@ struct HdimConfig {
   };
 FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_HDIM_CONFIG)
 #undef FA4_SM90_HDIM_CONFIG
+
+// Packed GQA (FwdKernelParams::pack_group): rows of a packed sequence are q_len * G, an int in
+// the kernels, kept below this so that a tile's row range cannot overflow.
+constexpr int64_t kMaxPackedRows = int64_t(1) << 30;
+
+// G = heads_q / heads_kv when the forward packs the query heads of each K/V head into its tiles'
+// rows, else 1. pack_gqa 1 / 0 decide; -1 (automatic) packs when one head per tile would use the
+// 128-row tiles' rows less than 0.9 x as well as the packed rows do (short query sequences:
+// decoding, chunked prefill), where packing also streams each K/V head once instead of G times.
+inline int fwd_pack_group(const AttnParams& a) {
+  const int group = a.heads_kv > 0 ? a.heads_q / a.heads_kv : 1;
+  if (group <= 1 || a.pack_gqa == 0 || a.seqlen_q <= 0) return 1;
+  const int64_t packed = int64_t(group) * a.seqlen_q;
+  if (packed > kMaxPackedRows) return 1;  // (explicit packing is refused there)
+  if (a.pack_gqa == 1) return group;
+  auto used = [](int64_t rows) { return double(rows) / double((rows + 127) / 128 * 128); };
+  return used(a.seqlen_q) < 0.9 * used(packed) ? group : 1;
+}
 
 // Defined in instantiations/fwd_<dtype>_hdim<d>[_<d_v>].cu: the launch, and the workspace the
 // kernel it picks wants (16 bytes for a tile counter, else 0).

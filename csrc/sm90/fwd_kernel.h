@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include <cute/tensor.hpp>
+#include <cute/arch/copy_sm80.hpp>
 #include <cute/arch/copy_sm90_tma.hpp>
 #include <cute/arch/mma_sm90.hpp>
 #include <cute/atom/copy_traits_sm90_tma.hpp>
@@ -44,16 +45,24 @@ using namespace cute;
 // it from the producer to the consumers through shared memory (FwdTileSlot): derived from the
 // walk's order it costs a chain of integer divisions and parameter reads that the consumers would
 // otherwise pay between learning the tile and its first S GEMM (~700-1200 cycles, H100 trace).
+// Rows: query positions, or with packed GQA (FwdKernelParams::pack_group = G > 1) row r is query
+// position r / G of query head head + r % G.
 struct alignas(16) FwdTileWork {
   int m_block, head, batch, head_kv;
-  int q_len, k_len;        // this sequence's lengths
-  int row_begin, row_end;  // query rows [row_begin, row_end) of this tile
+  int rows, k_len;         // this sequence's rows (q_len, or q_len * G packed) and keys
+  int row_begin, row_end;  // rows [row_begin, row_end) of this tile
   int n_min, n_max;        // key blocks [n_min, n_max) the rows can see
   MaskSpec mask;           // bottom-right aligned to the sequence's lengths
-  float* lse;              // lse of the sequence's row 0 at this head (nullptr: no lse output)
+  float* lse;              // lse of the sequence's position 0 at this head (nullptr: no lse output)
 };
+// Packed tiles also carry the query positions of their first and last rows (the mask's block
+// tests); a type of its own, so that the other kernels' tile slots stay as they are.
+struct alignas(16) FwdTileWorkPacked : FwdTileWork {
+  int pos_first, pos_last;  // of rows row_begin and row_begin + kBlockM - 1
+};
+template <class Work>
 struct alignas(16) FwdTileSlot {
-  FwdTileWork work;
+  Work work;
   int id;  // >= the tile count ends the walk
 };
 
@@ -62,7 +71,8 @@ struct alignas(16) FwdTileSlot {
 // ------------------------------------------------------------------------------------------------
 template <class Element_, int kHeadDim_, int kHeadDimV_, int kBlockN_, int kStages_, bool kIsLocal_,
           bool kHasSoftcap_, bool kRescale_ = true, int kPolyPer8_ = 0, bool kOverlap_ = true,
-          bool kPingPong_ = kOverlap_, bool kGather_ = false, int kNumConsumerWG_ = 2>
+          bool kPingPong_ = kOverlap_, bool kGather_ = false, int kNumConsumerWG_ = 2,
+          bool kPackGQA_ = false>
 struct FwdTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;    // of q and k
@@ -86,6 +96,10 @@ struct FwdTraits {
   // 16-byte bulk copies instead of TMA boxes (gather_paged_rows). A kernel of its own, so that the
   // TMA kernels' register allocation stays as it is.
   static constexpr bool kGather = kGather_;
+  // Packed GQA (FwdKernelParams::pack_group): a kernel of its own, so that the other kernels'
+  // code stays as it is (the runtime form cost them 1-5 %, H100).
+  static constexpr bool kPackGQA = kPackGQA_;
+  using TileWork = conditional_t<kPackGQA, FwdTileWorkPacked, FwdTileWork>;
   static_assert(!kPingPong || kOverlap, "ping-pong is built on the overlapped main loop");
   static_assert(!kPingPong || kNumConsumerWG == 2, "ping-pong takes turns between two warpgroups");
   static_assert(kPolyPer8 >= 0 && kPolyPer8 <= 8);
@@ -258,7 +272,7 @@ struct FwdTraits {
     // tile the producer announced (persistent).
     alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_q[kQBuffers];
     cutlass::arch::ClusterBarrier barrier_q_free[kQBuffers];
-    FwdTileSlot tile[kQBuffers];
+    FwdTileSlot<TileWork> tile[kQBuffers];
     typename Pipeline::SharedStorage pipe_k;
     typename Pipeline::SharedStorage pipe_v;
   };
@@ -285,7 +299,13 @@ struct FwdKernelParams {
   bool store_o_predicated;  // rows past q_len(b) belong to someone else: no TMA store of O
   bool zero_v_tail;         // V rows past k_len(b) may hold anything (NaN, next sequence): clear them in smem
   bool kv_row_groups;       // paged with page_size % kBlockN != 0 (page_size % 8 == 0): 8-row TMA boxes
-  int num_m_blocks;         // query blocks per (head, batch): tiles = num_m_blocks * heads * batch
+  // Packed GQA: 1, or G = qhead_per_kvhead when a tile's rows are (query position, head of the
+  // K/V head's group) pairs, head fastest (one K/V stream then serves G query heads, and short
+  // query sequences fill the tile). Q is then loaded by the consumers (the rows are not one TMA
+  // box for every G) and O stored by the predicated path.
+  int pack_group;
+  int tile_heads;           // heads_q, or heads_kv when packed
+  int num_m_blocks;         // row blocks per (tile head, batch): tiles = num_m_blocks * tile_heads * batch
   int group_pairs;          // kTileCounter order: (head, batch) pairs per L2 group
   int* tile_counter;        // kTileCounter: zeroed int, tiles handed out past the first gridDim.x
 };
@@ -333,12 +353,13 @@ struct ThreadSoftmax {
   }
 
   // Reduces the row sums, adds the sink, returns 1/sum-style output scales.
-  CUTE_DEVICE void finalize(float sink_log2, bool has_sink, float (&o_scale)[kRows]) {
+  CUTE_DEVICE void finalize(float const (&sink_log2)[kRows], bool has_sink,
+                           float (&o_scale)[kRows]) {
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
       st[r].row_sum = detail::quad_sum(st[r].row_sum);
       float f = 1.f;
-      if (has_sink) f = st[r].add_sink(sink_log2);
+      if (has_sink) f = st[r].add_sink(sink_log2[r]);
       o_scale[r] = f * st[r].inv_sum();
     }
   }
@@ -394,7 +415,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   // Tiles are (query block, head, batch), query blocks last-to-first within a (head, batch) so the
   // heavier (causal: longer) ones start first. One tile per CTA from the 3-D grid, or, persistent,
   // CTA c walks tiles c, c + gridDim.x, ... of the same order.
-  const int num_tiles = Traits::kPersistent ? p.num_m_blocks * attn.heads_q * attn.batch : 1;
+  const int num_tiles = Traits::kPersistent ? p.num_m_blocks * p.tile_heads * attn.batch : 1;
   const int first_tile = Traits::kPersistent ? blockIdx.x : 0;
   const int tile_step = Traits::kPersistent ? gridDim.x : 1;
   // The producer's walk (the consumers learn kTileCounter tiles from its announcements).
@@ -404,37 +425,49 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     }
     return t + tile_step;
   };
-  using TileWork = FwdTileWork;
+  using TileWork = typename Traits::TileWork;
   auto tile_work = [&](int t) {
     TileWork w;
     if constexpr (Traits::kTileCounter) {
       // Heaviest (longest under the mask) first, within groups of group_pairs (head, batch) pairs
       // whose K/V fit in L2 together: query block descending, then the pair.
-      const int pairs = attn.heads_q * attn.batch;
+      const int pairs = p.tile_heads * attn.batch;
       const int per_group = p.group_pairs * p.num_m_blocks;
       const int g = t / per_group, u = t - g * per_group;
       const int in_group = min(p.group_pairs, pairs - g * p.group_pairs);
       const int pair = g * p.group_pairs + u % in_group;
       w.m_block = p.num_m_blocks - 1 - u / in_group;
-      w.head = pair % attn.heads_q;
-      w.batch = pair / attn.heads_q;
+      w.head = pair % p.tile_heads;
+      w.batch = pair / p.tile_heads;
     } else if constexpr (Traits::kPersistent) {
       w.m_block = p.num_m_blocks - 1 - t % p.num_m_blocks;
-      w.head = (t / p.num_m_blocks) % attn.heads_q;
-      w.batch = t / (p.num_m_blocks * attn.heads_q);
+      w.head = (t / p.num_m_blocks) % p.tile_heads;
+      w.batch = t / (p.num_m_blocks * p.tile_heads);
     } else {
       w.m_block = gridDim.x - 1 - blockIdx.x;
       w.head = blockIdx.y;
       w.batch = blockIdx.z;
     }
-    w.head_kv = w.head / p.qhead_per_kvhead;
-    w.q_len = attn.q_len(w.batch);
+    const int G = Traits::kPackGQA ? p.pack_group : 1;
+    const int q_len = attn.q_len(w.batch);
+    w.head_kv = G > 1 ? w.head : w.head / p.qhead_per_kvhead;
+    w.head = G > 1 ? w.head * G : w.head;  // (packed: the group's first query head)
+    w.rows = q_len * G;
     w.k_len = attn.k_len(w.batch);
     w.row_begin = w.m_block * kBlockM;
-    w.row_end = min(w.row_begin + kBlockM, w.q_len);
-    w.mask = make_mask(w.q_len, w.k_len, attn.causal, attn.window_left, attn.window_right);
+    w.row_end = min(w.row_begin + kBlockM, w.rows);
+    if constexpr (Traits::kPackGQA) {
+      w.pos_first = w.row_begin / G;
+      w.pos_last = (w.row_begin + kBlockM - 1) / G;
+    }
+    w.mask = make_mask(q_len, w.k_len, attn.causal, attn.window_left, attn.window_right);
     int col_begin = 0, col_end = w.k_len;
-    if constexpr (Traits::kIsLocal) w.mask.key_range(w.row_begin, w.row_end, &col_begin, &col_end);
+    if constexpr (Traits::kIsLocal) {
+      if constexpr (Traits::kPackGQA)
+        w.mask.key_range(w.pos_first, (w.row_end - 1) / G + 1, &col_begin, &col_end);
+      else
+        w.mask.key_range(w.row_begin, w.row_end, &col_begin, &col_end);
+    }
     w.n_min = col_begin / kBlockN;
     w.n_max = col_begin < col_end ? (col_end + kBlockN - 1) / kBlockN : w.n_min;
     w.lse = attn.lse != nullptr ? attn.lse + attn.lse_offset(w.batch, 0, w.head) : nullptr;
@@ -497,6 +530,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
                              group_modes<0, 2>(gQ));
       };
       auto load_q = [&](const TileWork& tw, int b) {
+        if (Traits::kPackGQA && p.pack_group > 1) {  // the consumers load packed rows themselves
+          ss.barrier_q[b].arrive();
+          return;
+        }
         auto [tQg, tQs] = q_tiles(tw);
         ss.barrier_q[b].arrive_and_expect_tx(Traits::kTmaBytesQ);
         copy(p.tma_q.with(reinterpret_cast<uint64_t&>(ss.barrier_q[b]), 0), tQg, tQs(_, b));
@@ -510,7 +547,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         else ss.barrier_q[b].arrive();
       };
       auto tile_has_work = [&](int t, const TileWork& tw) {
-        return t < num_tiles && tw.row_begin < tw.q_len && tw.n_max > tw.n_min;
+        return t < num_tiles && tw.row_begin < tw.rows && tw.n_max > tw.n_min;
       };
       // Static walks: the next tile's announcement, derived here.
       auto announce_next = [&](int i, int t) {
@@ -533,7 +570,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         }();
         // Tiles without rows or without visible keys load nothing (the consumers skip them or
         // only write zeros).
-        const bool has_work = in_range && w.row_begin < w.q_len && w.n_max > w.n_min;
+        const bool has_work = in_range && w.row_begin < w.rows && w.n_max > w.n_min;
         const int batch = w.batch, n_min = w.n_min, n_max = w.n_max;
         Tensor mK = p.tma_k.get_tma_tensor(p.layout_k.shape())(_, _, w.head_kv, _);  // (rows, d, B)
         Tensor mV = p.tma_v.get_tma_tensor(p.layout_v.shape())(_, _, w.head_kv, _);
@@ -640,7 +677,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         // waits until after Q.)
         const bool early_k = Traits::kEarlyK && has_work;
         if constexpr (Traits::kPrefetchQ) {
-          if (has_work && leader) {
+          if (has_work && leader && !Traits::kPackGQA) {
             auto [tQg, tQs] = q_tiles(w);
             prefetch(p.tma_q, tQg);
           }
@@ -730,6 +767,35 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     }
   };
 
+  // Tile row (its index within the sequence's rows) -> query position and query head.
+  const int pack_group = Traits::kPackGQA ? p.pack_group : 1;
+  auto query_pos = [&](int row) { return pack_group > 1 ? row / pack_group : row; };
+  auto query_head = [&](const TileWork& w, int row) {
+    return pack_group > 1 ? w.head + row % pack_group : w.head;
+  };
+  // Packed GQA: this warpgroup's 64 rows of tile w's Q into Q buffer qb (cp.async, 16-byte
+  // chunks; the swizzle keeps them whole; rows past the sequence are zero-filled), then handed to
+  // the async proxy that the S GEMM reads through.
+  auto load_q_packed = [&](const TileWork& w, int qb) {
+    if (!Traits::kPackGQA || pack_group == 1) return;
+    constexpr int kChunks = kHeadDim / 8;
+    Element const* q = static_cast<Element const*>(attn.q);
+#pragma unroll 1
+    for (int i = ctid % 128; i < 64 * kChunks; i += 128) {
+      const int r = 64 * wgc + i / kChunks, c = (i % kChunks) * 8;
+      const int row = w.row_begin + r;
+      const bool valid = row < w.rows;
+      Element const* src =
+          valid ? q + attn.q_offset(w.batch, query_pos(row), query_head(w, row)) + c : q;
+      SM80_CP_ASYNC_CACHEGLOBAL_ZFILL<uint128_t>::copy(
+          *reinterpret_cast<uint128_t const*>(src), *reinterpret_cast<uint128_t*>(&sQ(r, c, qb)),
+          valid);
+    }
+    cp_async_wait<0>();
+    cutlass::arch::fence_view_async_shared();
+    cutlass::arch::NamedBarrier::sync(128, kBarWarpgroup + wgc);
+  };
+
   // Scales (softcap) and masks the raw accumulator of key block n of tile w.
   auto prepare_scores = [&](auto& tSrS, int n, const TileWork& w) {
     Tensor s = make_tensor(tSrS.data(), detail::acc_rowcol(tSrS.layout()));
@@ -743,9 +809,13 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     bool need_mask = c1 > w.k_len;
     if constexpr (Traits::kIsLocal) {
       const MaskSpec& mask = w.mask;
-      if (mask.window_right >= 0) need_mask |= c1 - 1 > mask.diagonal(w.row_begin) + mask.window_right;
-      if (mask.window_left >= 0)
-        need_mask |= c0 < mask.diagonal(w.row_begin + kBlockM - 1) - mask.window_left;
+      int pos_first = w.row_begin, pos_last = w.row_begin + kBlockM - 1;
+      if constexpr (Traits::kPackGQA) {
+        pos_first = w.pos_first;
+        pos_last = w.pos_last;
+      }
+      if (mask.window_right >= 0) need_mask |= c1 - 1 > mask.diagonal(pos_first) + mask.window_right;
+      if (mask.window_left >= 0) need_mask |= c0 < mask.diagonal(pos_last) - mask.window_left;
     }
     if (need_mask) {
       // Per row, the visible columns [lo, hi) relative to this thread's first one. With a local
@@ -757,7 +827,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       CUTE_UNROLL
       for (int r = 0; r < size<0>(s); ++r) {
         int lo, hi;
-        w.mask.visible_cols(w.row_begin + get<0>(tScS_rc(r, 0)), &lo, &hi);
+        // (Without a local mask only the key tail matters, the same for every row.)
+        const int row = w.row_begin + get<0>(tScS_rc(r, 0));
+        w.mask.visible_cols(Traits::kIsLocal ? query_pos(row) : row, &lo, &hi);
         if constexpr (Traits::kIsLocal) {
           const uint32_t visible = fragment_cols_below<kCols>(hi - col_base) &
                                    ~fragment_cols_below<kCols>(lo - col_base);
@@ -810,13 +882,29 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   // at once (one thread of each quad, its two rows) from the tile's own lse pointer (the
   // parameter reads of lse_offset cost ~500 cycles per tile here, H100 trace).
   auto finish_softmax = [&](const TileWork& w, float (&f)[2]) {
-    const float sink_log2 = has_sink ? attn.learnable_sink[w.head] * kLog2e : 0.f;
+    float sink_log2[2];  // per row: a packed tile's rows belong to several heads
+    if constexpr (Traits::kPackGQA) {
+      CUTE_UNROLL
+      for (int r = 0; r < 2; ++r) {
+        const int row = w.row_begin + get<0>(tOcO_rc(r, 0));
+        sink_log2[r] = has_sink ? attn.learnable_sink[query_head(w, row)] * kLog2e : 0.f;
+      }
+    } else {
+      sink_log2[0] = sink_log2[1] = has_sink ? attn.learnable_sink[w.head] * kLog2e : 0.f;
+    }
     softmax.finalize(sink_log2, has_sink, f);
     if (w.lse != nullptr && (lane % 4) == 0) {
       CUTE_UNROLL
       for (int r = 0; r < size<0>(tOcO_rc); ++r) {
         const int row = w.row_begin + get<0>(tOcO_rc(r, 0));
-        if (row < w.q_len) w.lse[row] = softmax.st[r].lse();
+        if (row < w.rows) {
+          if constexpr (Traits::kPackGQA) {
+            const int64_t head = query_head(w, row) - w.head;
+            w.lse[head * attn.lse_head_stride + query_pos(row)] = softmax.st[r].lse();
+          } else {
+            w.lse[row] = softmax.st[r].lse();
+          }
+        }
       }
     }
   };
@@ -831,7 +919,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     const int rows = min(64, w.row_end - slab_row);
     for (int i = ctid % 128; i < rows * kChunks; i += 128) {
       const int r = i / kChunks, c = (i % kChunks) * 8;
-      f(r, c, reinterpret_cast<uint4*>(out + attn.o_offset(w.batch, slab_row + r, w.head) + c));
+      const int row = slab_row + r;
+      f(r, c, reinterpret_cast<uint4*>(
+                  out + attn.o_offset(w.batch, query_pos(row), query_head(w, row)) + c));
     }
   };
   // Epilogue of tile w (tOrOe holds its O): O through this warpgroup's slab to its own store
@@ -864,7 +954,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       for_each_owned_chunk(w, [&](int r, int c, uint4* dst) {
         *dst = *reinterpret_cast<uint4 const*>(&sO(r, c));
       });
-    } else if (store_thread && slab_row < w.q_len) {
+    } else if (store_thread && slab_row < w.rows) {
       Tensor mO = p.tma_o.get_tma_tensor(p.layout_o.shape())(_, _, w.head, w.batch);
       Tensor gO = local_tile(mO, Shape<_64, Int<Traits::kHeadDimV>>{},
                              make_coord(w.m_block * Traits::kNumConsumerWG + wgc, _0{}));
@@ -921,9 +1011,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     if constexpr (Traits::kAnnounce) {
       // Tiles without work free their Q buffer and slot at once; the others after their last S
       // GEMM.
-      if (!(w.row_begin < w.q_len && w.n_max > w.n_min)) ss.barrier_q_free[qb].arrive();
+      if (!(w.row_begin < w.rows && w.n_max > w.n_min)) ss.barrier_q_free[qb].arrive();
     }
-    if (w.row_begin >= w.q_len) continue;  // no rows here (varlen / seqused q)
+    if (w.row_begin >= w.rows) continue;  // no rows here (varlen / seqused q)
     const int n_min = w.n_min, n_max = w.n_max;
     if constexpr (Traits::kNumConsumerWG > 2) {
       // A warpgroup whose 64 rows all lie past the sequence's end (the last tile of a 192- or
@@ -961,6 +1051,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           if (wgc == 1) cutlass::arch::NamedBarrier::arrive(256, 2);
         }
         if constexpr (!Traits::kAnnounce) ss.barrier_q[0].wait(q_waits++ & 1);
+        load_q_packed(w, qb);
         clear(tOrO);
         softmax.init();
         // Prologue: S of the first (highest) block, softmax, P.
@@ -1028,6 +1119,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       }
     } else if (n_max > n_min) {
       if constexpr (!Traits::kAnnounce) ss.barrier_q[0].wait(q_waits++ & 1);
+      load_q_packed(w, qb);
       PipelineState v_held;
       clear(tOrO);
       softmax.init();

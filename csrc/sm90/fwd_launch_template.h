@@ -73,10 +73,12 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream, int* tile_count
   p.attn = a;
   p.qhead_per_kvhead = a.heads_q / a.heads_kv;
   p.scale_log2 = a.softmax_scale * kLog2e;
-  p.store_o_predicated = a.q_varlen() || a.seqused_q != nullptr;
+  p.pack_group = Traits::kPackGQA ? fwd_pack_group(a) : 1;
+  p.tile_heads = p.pack_group > 1 ? a.heads_kv : a.heads_q;
+  p.store_o_predicated = a.q_varlen() || a.seqused_q != nullptr || p.pack_group > 1;
   p.zero_v_tail = a.paged() || a.seqused_k != nullptr || k_varlen;
 
-  p.num_m_blocks = (a.seqlen_q + kBlockM - 1) / kBlockM;
+  p.num_m_blocks = int((int64_t(p.pack_group) * a.seqlen_q + kBlockM - 1) / kBlockM);
   p.tile_counter = Traits::kTileCounter ? tile_counter : nullptr;
   {
     // Heaviest-first order of the kTileCounter kernels: groups of (head, batch) pairs whose K/V
@@ -85,7 +87,7 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream, int* tile_count
     constexpr int64_t kL2GroupBytes = int64_t(12) << 20;
     const int64_t pair_bytes =
         std::max<int64_t>(1, int64_t(a.seqlen_k) * (kHeadDim + kHeadDimV) * sizeof(Element));
-    const int64_t pairs = std::max<int64_t>(1, int64_t(a.heads_q) * a.batch);
+    const int64_t pairs = std::max<int64_t>(1, int64_t(p.tile_heads) * a.batch);
     p.group_pairs = int(std::clamp<int64_t>(kL2GroupBytes / pair_bytes, 1, pairs));
   }
 
@@ -94,7 +96,7 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream, int* tile_count
   cudaError_t err =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  dim3 grid(p.num_m_blocks, a.heads_q, a.batch);
+  dim3 grid(p.num_m_blocks, p.tile_heads, a.batch);
   if constexpr (Traits::kPersistent) {
     // One CTA per SM (the kernel's shared memory allows no second), each walking its tiles.
     int device = 0, num_sms = 0;
@@ -102,7 +104,7 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream, int* tile_count
     if (err == cudaSuccess)
       err = cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device);
     if (err != cudaSuccess) return err;
-    const int64_t tiles = int64_t(p.num_m_blocks) * a.heads_q * a.batch;
+    const int64_t tiles = int64_t(p.num_m_blocks) * p.tile_heads * a.batch;
     grid = dim3(unsigned(std::min<int64_t>(tiles, num_sms)), 1, 1);
   }
   kernel<<<grid, Traits::kNumThreads, smem, stream>>>(p);
@@ -117,13 +119,22 @@ template <class Element, int kHeadDim, int kHeadDimV, int kBlockN, int kStages, 
 auto with_fwd_traits(const AttnParams& a, F&& f) {
   if (a.paged() && a.page_size % 8 != 0) {
     // Pages that do not hold whole 8-row blocks: the gather kernel, built with the local mask
-    // path only (it also serves causal-free, window-free masks) to keep the build small.
+    // path only (it also serves causal-free, window-free masks) and packed GQA taken or not at
+    // run time, to keep the build small.
     auto gather = [&](auto softcap) {
       return f(FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages, true,
                          decltype(softcap)::value, kDefaultRescale, kDefaultPolyPer8, kOverlap,
-                         kPingPong, /*kGather=*/true>{});
+                         kPingPong, /*kGather=*/true, 2, /*kPackGQA=*/true>{});
     };
     return a.softcap > 0.f ? gather(std::true_type{}) : gather(std::false_type{});
+  }
+  if (fwd_pack_group(a) > 1) {
+    // Packed GQA: two consumer warpgroups (128 rows of (position, head) pairs per tile).
+    return dispatch_local_softcap(has_local_mask(a), a.softcap > 0.f, [&](auto local, auto softcap) {
+      return f(FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages, decltype(local)::value,
+                         decltype(softcap)::value, kDefaultRescale, kDefaultPolyPer8, kOverlap,
+                         kPingPong, false, 2, /*kPackGQA=*/true>{});
+    });
   }
   auto with_wg = [&](auto num_wg) {
     constexpr int kWG = decltype(num_wg)::value;

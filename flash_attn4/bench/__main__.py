@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "query head). The peers get K / V repeated over each group")
     p.add_argument("--batch", type=int, default=None,
                    help="batch size of every cell (default 16384 / seqlen)")
+    p.add_argument("--seqlen-q", type=int, default=None,
+                   help="query length of every cell, the keys' being --seqlens (decoding, chunked "
+                        "prefill; needs --causal no)")
     p.add_argument("--flex-head-dims", type=_int_list, default=config.DEFAULT_FLEX_HEAD_DIMS,
                    help="head dims flex runs on (default 128: it compiles for every cell)")
     p.add_argument("--quick", action="store_true",
@@ -89,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.cooldown = QUICK_COOLDOWN_S if args.quick else COOLDOWN_S
     if args.cooldown < 0:
         p.error(f"--cooldown must be >= 0 seconds, got {args.cooldown:g}")
-    for name in ("kv_heads", "batch"):
+    for name in ("kv_heads", "batch", "seqlen_q"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -98,6 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             config.build_grid(("fwd",), (False,), args.head_dims, args.seqlens[:1], args.kv_heads)
         except ValueError as exc:
             p.error(f"--kv-heads: {exc}")
+    if args.seqlen_q is not None and args.causal != "no":
+        p.error("--seqlen-q needs --causal no (SDPA aligns a causal mask top-left, fa4 "
+                "bottom-right: with unequal lengths they differ)")
     if args.tag is None:
         args.tag = "quick" if args.quick else "full"
     return args
@@ -131,14 +137,15 @@ def main(argv: list[str] | None = None) -> int:
 
     now = datetime.now().astimezone()
     cells = config.build_grid(config.parse_modes(args.mode), config.parse_causal(args.causal),
-                              args.head_dims, args.seqlens, args.kv_heads, args.batch)
+                              args.head_dims, args.seqlens, args.kv_heads, args.batch,
+                              args.seqlen_q)
     providers = make_providers(args.providers, args.flex_head_dims)
     meta = metadata.collect(now)
     meta.update(dtype=args.dtype, timer=timer_description(), bwd_timing=BWD_TIMING,
                 warmup_ms=args.warmup, rep_ms=args.rep, cooldown_s=args.cooldown,
                 providers=list(args.providers),
                 flex_head_dims=list(args.flex_head_dims), kv_heads=args.kv_heads,
-                batch=args.batch)
+                batch=args.batch, seqlen_q=args.seqlen_q)
     log(f"{meta['gpu']} | torch {meta['torch']} CUDA {meta['cuda']} cuDNN {meta['cudnn']} "
         f"triton {meta['triton']} | flash_attn4 {meta['flash_attn4']}")
     log(f"{len(cells)} cells x {len(providers)} providers, {args.dtype}, "

@@ -14,10 +14,11 @@ MODEL_DIM = 2048
 BWD_FLOPS_FACTOR = 2.5  # backward runs 5 matmuls (QKᵀ recomputed, dV, dP, dQ, dK), forward 2
 
 # Column order of the tables (the ANCHORS.md order), and their labels.
-PROVIDERS: tuple[str, ...] = ("fa4", "fa4_det", "sdpa_cudnn", "sdpa_flash", "flex", "sdpa_efficient")
+PROVIDERS: tuple[str, ...] = ("fa4", "fa4_det", "fa4_nopack", "sdpa_cudnn", "sdpa_flash", "flex", "sdpa_efficient")
 LABELS: dict[str, str] = {
     "fa4": "fa4",
     "fa4_det": "fa4(deterministic)",
+    "fa4_nopack": "fa4(pack_gqa=False)",
     "sdpa_cudnn": "sdpa_cudnn",
     "sdpa_flash": "sdpa_flash(FA2)",
     "flex": "flex(triton)",
@@ -25,7 +26,7 @@ LABELS: dict[str, str] = {
 }
 OURS = "fa4"
 # Our own variants: shown next to OURS, never counted as a peer.
-OUR_VARIANTS: tuple[str, ...] = ("fa4_det",)
+OUR_VARIANTS: tuple[str, ...] = ("fa4_det", "fa4_nopack")
 CUDNN = "sdpa_cudnn"
 
 DEFAULT_HEAD_DIMS = (64, 128, 256)
@@ -50,6 +51,13 @@ class Cell:
     # batch = TOKENS / seqlen).
     kv_heads_override: int | None = None
     batch_override: int | None = None
+    # Query length when it differs from the key length `seqlen` (--seqlen-q: decoding, chunked
+    # prefill; non-causal only, where SDPA's mask convention cannot differ from ours).
+    seqlen_q_override: int | None = None
+
+    @property
+    def seqlen_q(self) -> int:
+        return self.seqlen_q_override or self.seqlen
 
     @property
     def batch(self) -> int:
@@ -66,19 +74,24 @@ class Cell:
     @property
     def flops(self) -> float:
         return attention_flops(self.batch, self.heads, self.seqlen, self.head_dim, self.causal,
-                               self.mode)
+                               self.mode, self.seqlen_q)
 
     def describe(self) -> str:
         kv = f", h_kv={self.kv_heads}" if self.kv_heads != self.heads else ""
+        s = f"{self.seqlen_q}x{self.seqlen}" if self.seqlen_q != self.seqlen else str(self.seqlen)
         return (f"{self.mode} {'causal' if self.causal else 'non-causal'} d={self.head_dim} "
-                f"s={self.seqlen} (b={self.batch}, h={self.heads}{kv})")
+                f"s={s} (b={self.batch}, h={self.heads}{kv})")
 
 
 def attention_flops(batch: int, heads: int, seqlen: int, head_dim: int, causal: bool,
-                    mode: str) -> float:
-    """FLOPs credited to one call: 4·b·h·s²·d for the two forward matmuls, halved when causal,
-    times 2.5 for the backward. Masked work is not credited, as in the papers."""
-    flops = 4.0 * batch * heads * seqlen * seqlen * head_dim
+                    mode: str, seqlen_q: int | None = None) -> float:
+    """FLOPs credited to one call: 4·b·h·s_q·s·d for the two forward matmuls (s_q = s unless
+    given), halved when causal, times 2.5 for the backward. Masked work is not credited, as in the
+    papers."""
+    seqlen_q = seqlen if seqlen_q is None else seqlen_q
+    if causal and seqlen_q != seqlen:
+        raise ValueError("causal FLOPs are defined for seqlen_q == seqlen only")
+    flops = 4.0 * batch * heads * seqlen_q * seqlen * head_dim
     if causal:
         flops /= 2
     if mode == "bwd":
@@ -124,14 +137,19 @@ def parse_providers(text: str) -> tuple[str, ...]:
 
 def build_grid(modes: tuple[str, ...], causals: tuple[bool, ...], head_dims: tuple[int, ...],
                seqlens: tuple[int, ...], kv_heads: int | None = None,
-               batch: int | None = None) -> list[Cell]:
+               batch: int | None = None, seqlen_q: int | None = None) -> list[Cell]:
     """Cells in table order: one table per (mode, causal), rows head_dim × seqlen. kv_heads must
-    divide every head_dim's head count (2048 / head_dim)."""
+    divide every head_dim's head count (2048 / head_dim); seqlen_q (the query length of every
+    cell, keys = seqlen) needs non-causal cells: SDPA aligns a causal mask top-left, fa4
+    bottom-right, so with unequal lengths they would not compute the same thing."""
+    if seqlen_q is not None and any(causals):
+        raise ValueError(f"seqlen_q {seqlen_q} needs non-causal cells only (causal=no): SDPA's "
+                         "causal mask is top-left aligned, fa4's bottom-right")
     if kv_heads is not None:
         for d in head_dims:
             heads = Cell("fwd", False, d, 1).heads
             if heads % kv_heads != 0:
                 raise ValueError(f"kv_heads {kv_heads} does not divide the {heads} query heads of "
                                  f"head_dim {d} (heads = {MODEL_DIM} / head_dim)")
-    return [Cell(m, c, d, s, kv_heads, batch)
+    return [Cell(m, c, d, s, kv_heads, batch, seqlen_q)
             for m in modes for c in causals for d in head_dims for s in seqlens]

@@ -28,7 +28,8 @@ def gpu_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
     """out (b, s, h, d) and, given dout, (dq, dk, dv), all float32. The mem-efficient backend keeps
     memory O(seqlen), so this runs on every cell of the grid (the math backend would need the
     whole score matrix: 32 GiB at s=16384, d=64). SDPA's top-left causal mask equals fa4's
-    bottom-right one here because seqlen_q == seqlen_k."""
+    bottom-right one here because seqlen_q == seqlen_k (cells with another query length are
+    non-causal)."""
     leaves = [t.detach().float().requires_grad_(dout is not None) for t in (q, k, v)]
     with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
         out = F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in expand_kv(*leaves)),

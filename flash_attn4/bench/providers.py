@@ -34,12 +34,16 @@ class Provider:
     head_dims: tuple[int, ...] | None = field(default=None)
     # Modes this provider measures; None means both.
     modes: tuple[str, ...] | None = field(default=None)
+    # Measures something only where K / V heads are fewer than query heads.
+    gqa_only: bool = False
 
     def skip_reason(self, cell: Cell) -> str | None:
         if self.modes is not None and cell.mode not in self.modes:
             return f"{self.name} measures only {'/'.join(self.modes)}"
         if self.head_dims is not None and cell.head_dim not in self.head_dims:
             return f"head_dim {cell.head_dim} not in --flex-head-dims {list(self.head_dims)}"
+        if self.gqa_only and cell.kv_heads == cell.heads:
+            return f"{self.name} differs from fa4 only with GQA / MQA (--kv-heads)"
         return None
 
 
@@ -58,8 +62,9 @@ def expand_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.
 
 
 def _build_fa4(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
-               deterministic: bool = False) -> Run:
-    return lambda: flash_attn4.flash_attn_func(q, k, v, causal=causal, deterministic=deterministic)
+               deterministic: bool = False, pack_gqa: bool | None = None) -> Run:
+    return lambda: flash_attn4.flash_attn_func(q, k, v, causal=causal, deterministic=deterministic,
+                                               pack_gqa=pack_gqa)
 
 
 def _build_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> Run:
@@ -92,6 +97,10 @@ def make_providers(names: tuple[str, ...], flex_head_dims: tuple[int, ...]) -> l
         "fa4": Provider("fa4", _build_fa4),
         # The deterministic backward (ordered dQ accumulation); its forward is fa4's.
         "fa4_det": Provider("fa4_det", partial(_build_fa4, deterministic=True), modes=("bwd",)),
+        # One query head per tile even where fa4 would pack a GQA group's heads into its tiles
+        # (what packing is worth, measured in the same run).
+        "fa4_nopack": Provider("fa4_nopack", partial(_build_fa4, pack_gqa=False), modes=("fwd",),
+                               gqa_only=True),
         "sdpa_cudnn": Provider("sdpa_cudnn", _build_sdpa,
                                partial(sdpa_kernel, SDPBackend.CUDNN_ATTENTION)),
         "sdpa_flash": Provider("sdpa_flash", _build_sdpa,

@@ -133,11 +133,13 @@ def markdown_report(metadata: dict, cells: list[CellResult]) -> str:
         f"{meta.get('cooldown_s', 0)} s idle before each provider's timing.",
         f"Command: `{meta.get('command')}`",
     ]
-    if meta.get("kv_heads") is not None or meta.get("batch") is not None:
+    if any(meta.get(key) is not None for key in ("kv_heads", "batch", "seqlen_q")):
+        queries = (f", {meta['seqlen_q']} queries per sequence (seqlen = keys; FLOPs "
+                   "4·batch·heads·seqlen_q·seqlen·head_dim)" if meta.get("seqlen_q") else "")
         lines.append(f"Not the papers' grid: K / V heads {meta.get('kv_heads') or 'one per query head'}"
-                     f", batch {meta.get('batch') or '16384 / seqlen'}; the peers get K / V repeated "
-                     "over each GQA group (outside the timed region; their backward includes the "
-                     "sum over the group).")
+                     f", batch {meta.get('batch') or '16384 / seqlen'}{queries}; the peers get K / V "
+                     "repeated over each GQA group (outside the timed region; their backward "
+                     "includes the sum over the group).")
     if "flex" in meta.get("providers", ()):
         lines.append(f"`flex(triton)` runs on head_dim {meta.get('flex_head_dims')} only "
                      "(one torch.compile per cell; --flex-head-dims).")

@@ -66,6 +66,7 @@ class CellResult:
             "batch": self.cell.batch,
             "heads": self.cell.heads,
             "kv_heads": self.cell.kv_heads,
+            "seqlen_q": self.cell.seqlen_q,
             "flops": self.cell.flops,
             "results": {p: asdict(r) for p, r in self.results.items()},
             "fa4_check": None if self.check is None else {**asdict(self.check), "ok": self.check.ok},
@@ -78,7 +79,8 @@ class CellResult:
 def cell_from_json(data: dict) -> CellResult:
     """Inverse of CellResult.to_json (derived fields are recomputed)."""
     cell = Cell(data["mode"], data["causal"], data["head_dim"], data["seqlen"],
-                data.get("kv_heads_override"), data.get("batch_override"))
+                data.get("kv_heads_override"), data.get("batch_override"),
+                data.get("seqlen_q_override"))
     results = {p: ProviderResult(**r) for p, r in data["results"].items()}
     check = data.get("fa4_check")
     return CellResult(cell, results, None if check is None else

@@ -123,7 +123,7 @@ def _ratio_line(cell_result: CellResult) -> str:
 def run_cell(cell: Cell, providers: list[Provider], dtype: torch.dtype, warmup_ms: float,
              rep_ms: float, log: Callable[[str], None], cooldown_s: float = 0.0) -> CellResult:
     torch.manual_seed(0)
-    shape = (cell.batch, cell.seqlen, cell.heads, cell.head_dim)
+    shape = (cell.batch, cell.seqlen_q, cell.heads, cell.head_dim)
     kv_shape = (cell.batch, cell.seqlen, cell.kv_heads, cell.head_dim)
     bwd = cell.mode == "bwd"
     q, k, v = (torch.randn(s, device="cuda", dtype=dtype, requires_grad=bwd)
