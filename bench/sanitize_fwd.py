@@ -100,3 +100,12 @@ for d in (64, 128, 192, 256):
 q, k, v = t(64, 40, 16), t(64, 900, 2), t(64, 900, 2)
 check("packed gqa persistent 64 x 40 rows x 8 heads", fa.flash_attn_func(q, k, v, pack_gqa=True))
 check("packed gqa persistent (tile counter) causal", fa.flash_attn_func(q, k, v, causal=True, pack_gqa=True))
+# Split-KV: partial O / lse into the workspace, merged by the combine kernel; decoding (packed,
+# paged), MHA with a causal mask leaving splits without keys, and d 192 (O in a V stage).
+q = t(3, 16)
+check("split-kv packed decode paged", fa.flash_attn_varlen_func(
+    q, k_pages, v_pages, cu([1] * 3), None, 1, None, seqused_k=used_k, page_table=table,
+    learnable_sink=torch.randn(16, device="cuda"), num_splits=0))
+for d in (64, 128, 192, 256):
+    q, k, v = t(2, 37, 4, d=d), t(2, 900, 4, d=d), t(2, 900, 4, d=d)
+    check(f"split-kv mha causal d{d}", fa.flash_attn_func(q, k, v, causal=True, num_splits=5))

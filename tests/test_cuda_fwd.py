@@ -270,7 +270,8 @@ def test_fwd_pack_gqa_bitwise_unpacked(d, mask, seqlens):
 @pytest.mark.parametrize("page_size", [256, 16, 5])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("lens_q", [[1, 1, 1, 1], [3, 0, 16, 1]], ids=str)
-def test_fwd_pack_gqa_decode_paged(page_size, causal, lens_q):
+@pytest.mark.parametrize("num_splits", [1, 0, 6])
+def test_fwd_pack_gqa_decode_paged(page_size, causal, lens_q, num_splits):
     torch.manual_seed(0)
     lens_k = [700, 5, 2000, 33]
     b, hq, hkv, d = len(lens_q), 32, 4, 128
@@ -285,7 +286,8 @@ def test_fwd_pack_gqa_decode_paged(page_size, causal, lens_q):
     sink = torch.randn(hq, device="cuda")
     out, lse = fa.flash_attn_varlen_func(q, k_pages, v_pages, cu_q, None, max(lens_q), None,
                                          causal=causal, seqused_k=used_k, page_table=table,
-                                         learnable_sink=sink, return_lse=True)
+                                         learnable_sink=sink, return_lse=True,
+                                         num_splits=num_splits)
     for i in range(b):
         if lens_q[i] == 0:
             continue
@@ -299,3 +301,35 @@ def test_fwd_pack_gqa_decode_paged(page_size, causal, lens_q):
                                compute_dtype=torch.bfloat16)
         assert_tolerance(f"out[{i}]", out[rows][None], ref, low, atol=1e-3)
         assert max_err(lse[:, rows], ref_lse[0]) <= 1e-2
+
+
+# Split-KV (num_splits): each tile's key blocks divided among CTAs, their fp32 partial O / lse
+# merged by a combine kernel (the sink added there, once). Explicit counts and the automatic
+# choice (0: few tiles here, so it splits), splits left without keys (causal / window, a count
+# above the key blocks), MHA (split without packing) and GQA (split and packed).
+SPLIT_CASES = [(1, 1000, 0), (5, 333, 3), (300, 1200, 7), (1, 70, 16), (40, 2000, 0)]
+
+
+@pytest.mark.parametrize("dims", DIMS, ids=lambda d: f"d{d[0]}v{d[1]}")
+@pytest.mark.parametrize("mask", ["none", "causal", "local", "causal_softcap_sink"])
+@pytest.mark.parametrize("heads", [(4, 4), (8, 2)], ids=["mha", "g4"])
+@pytest.mark.parametrize("case", SPLIT_CASES, ids=lambda c: f"{c[0]}x{c[1]}s{c[2]}")
+def test_fwd_num_splits(dims, mask, heads, case):
+    torch.manual_seed(0)
+    (d, dv), (hq, hkv), (sq, sk, splits) = dims, heads, case
+    q = torch.randn(2, sq, hq, d, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(2, sk, hkv, d, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(2, sk, hkv, dv, device="cuda", dtype=torch.bfloat16)
+    kw = dict(MASKS[mask])
+    if kw.pop("sink", False):
+        kw["learnable_sink"] = torch.randn(hq, device="cuda")
+    out, lse = run_or_skip_unimplemented(
+        lambda: poisoned(q, k, v, num_splits=splits, **dict(kw)), "cuda")
+    ref, ref_lse = attention_ref(q, k, v, compute_dtype=torch.float32, **kw)
+    low, _ = attention_ref(q, k, v, compute_dtype=q.dtype, **kw)
+    assert_tolerance("out", out, ref, low, atol=1e-3)
+    finite = torch.isfinite(ref_lse)
+    assert torch.equal(torch.isfinite(lse), finite)
+    assert max_err(lse[finite], ref_lse[finite]) <= 1e-2
+    again, _ = poisoned(q, k, v, num_splits=splits, **dict(kw))
+    assert torch.equal(out, again)  # the combine's order is fixed

@@ -41,6 +41,52 @@ cudaError_t clear_unowned_rows(const AttnParams& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+// Split-KV: merges the splits' partial O (each normalised by its own sum) and lse of one (query
+// position, head, batch) into out and lse, adding the sink here (once) when there is one. A row
+// whose splits saw nothing gets O = 0 and lse -inf (or the sink's logit).
+template <typename T>
+__global__ void combine_splits(AttnParams a, const float* o_partial, const float* lse_partial,
+                               int splits) {
+  const int pos = blockIdx.x, head = blockIdx.y, batch = blockIdx.z;
+  if (pos >= a.q_len(batch)) return;  // rows past the sequence are not this call's (cleared)
+  const int64_t rows = fwd_partial_rows(a);
+  const int64_t row = (a.q_varlen() ? a.cu_seqlens_q[batch] : int64_t(batch) * a.seqlen_q) + pos;
+  auto slot = [&](int s) { return (int64_t(s) * a.heads_q + head) * rows + row; };
+  const float sink = a.learnable_sink != nullptr ? a.learnable_sink[head] : -INFINITY;
+  float m = sink;
+  for (int s = 0; s < splits; ++s) m = fmaxf(m, lse_partial[slot(s)]);
+  float lse = -INFINITY;
+  if (m != -INFINITY) {
+    float denom = expf(sink - m);
+    for (int s = 0; s < splits; ++s) denom += expf(lse_partial[slot(s)] - m);
+    lse = m + logf(denom);
+  }
+  T* out = static_cast<T*>(a.out) + a.o_offset(batch, pos, head);
+  for (int c = threadIdx.x; c < a.head_dim_v; c += blockDim.x) {
+    float acc = 0.f;
+    if (lse != -INFINITY) {
+      for (int s = 0; s < splits; ++s) {
+        const float l = lse_partial[slot(s)];
+        if (l != -INFINITY) acc += expf(l - lse) * o_partial[slot(s) * a.head_dim_v + c];
+      }
+    }
+    out[c] = T(acc);
+  }
+  if (threadIdx.x == 0 && a.lse != nullptr) a.lse[a.lse_offset(batch, pos, head)] = lse;
+}
+
+cudaError_t combine(const AttnParams& a, const void* workspace, int splits, cudaStream_t stream) {
+  const float* o_partial = reinterpret_cast<const float*>(
+      static_cast<const char*>(workspace) + kFwdCounterBytes);
+  const float* lse_partial = o_partial + int64_t(splits) * a.heads_q * fwd_partial_rows(a) * a.head_dim_v;
+  const dim3 grid(a.seqlen_q, a.heads_q, a.batch);
+  if (a.dtype == DType::kBFloat16)
+    combine_splits<cutlass::bfloat16_t><<<grid, 128, 0, stream>>>(a, o_partial, lse_partial, splits);
+  else
+    combine_splits<cutlass::half_t><<<grid, 128, 0, stream>>>(a, o_partial, lse_partial, splits);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 const char* fwd_unsupported_reason(const AttnParams& a) {
@@ -87,6 +133,8 @@ const char* fwd_unsupported_reason(const AttnParams& a) {
 }
 
 size_t fwd_workspace_bytes(const AttnParams& a) {
+  if (const int splits = fwd_num_splits(a); splits > 1)
+    return kFwdCounterBytes + fwd_partial_bytes(a, splits);
 #define FA4_SM90_WORKSPACE(D, DV, BN, ST, OVL, PP, LWG, SWG, SBN)                \
   if (a.head_dim == D && a.head_dim_v == DV) {                                 \
     return a.dtype == DType::kBFloat16                                         \
@@ -103,15 +151,19 @@ cudaError_t run_fwd(const AttnParams& a, void* workspace, cudaStream_t stream) {
   if (reason[0] != '\0') return cudaErrorNotSupported;
   if (const cudaError_t err = clear_unowned_rows(a, stream); err != cudaSuccess) return err;
   int* tile_counter = fwd_workspace_bytes(a) > 0 ? static_cast<int*>(workspace) : nullptr;
+  const int splits = fwd_num_splits(a);
+  if (splits > 1 && tile_counter == nullptr) return cudaErrorInvalidValue;  // partials live there
+  cudaError_t err = cudaErrorNotSupported;
 #define FA4_SM90_DISPATCH(D, DV, BN, ST, OVL, PP, LWG, SWG, SBN)            \
   if (a.head_dim == D && a.head_dim_v == DV) {                              \
-    return a.dtype == DType::kBFloat16                                      \
-               ? run_fwd_hdim<cutlass::bfloat16_t, D, DV>(a, tile_counter, stream) \
-               : run_fwd_hdim<cutlass::half_t, D, DV>(a, tile_counter, stream);    \
+    err = a.dtype == DType::kBFloat16                                       \
+              ? run_fwd_hdim<cutlass::bfloat16_t, D, DV>(a, tile_counter, stream) \
+              : run_fwd_hdim<cutlass::half_t, D, DV>(a, tile_counter, stream);    \
   }
   FA4_SM90_FWD_HDIM_TABLE(FA4_SM90_DISPATCH)
 #undef FA4_SM90_DISPATCH
-  return cudaErrorNotSupported;
+  if (err != cudaSuccess || splits == 1) return err;
+  return combine(a, workspace, splits, stream);
 }
 
 }  // namespace fa4::sm90

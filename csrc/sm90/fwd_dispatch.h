@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 #include <cutlass/numeric_types.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "common/params.h"
@@ -47,6 +48,44 @@ inline int fwd_pack_group(const AttnParams& a) {
   if (a.pack_gqa == 1) return group;
   auto used = [](int64_t rows) { return double(rows) / double((rows + 127) / 128 * 128); };
   return used(a.seqlen_q) < 0.9 * used(packed) ? group : 1;
+}
+
+// Split-KV (num_splits): each tile's key blocks are divided among S CTAs, each writing its O
+// (fp32, normalised by its own sum) and lse to the workspace, and a combine kernel merges them
+// (fwd_api.cu). The packed-GQA kernels take it (at run time, packed or not), so the others stay
+// as they are. num_splits 1: none; n > 1: n (at most one per 128 keys); 0 (automatic): when the
+// tiles fill less than half of the SMs (decoding with few sequences and K/V heads), enough
+// splits to fill them, each at least 4 x 128 keys.
+inline int fwd_num_splits(const AttnParams& a) {
+  if (a.num_splits == 1 || a.seqlen_q <= 0 || a.batch <= 0 || a.heads_q <= 0) return 1;
+  const int64_t keys = a.paged() ? int64_t(a.page_table_cols) * a.page_size : a.seqlen_k;
+  const int64_t key_blocks = (keys + 127) / 128;
+  const int group = fwd_pack_group(a);
+  const int tile_heads = group > 1 ? a.heads_kv : a.heads_q;
+  int64_t splits = a.num_splits;
+  if (splits == 0) {
+    int device = 0, sms = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+      return 1;
+    const int64_t tiles = (int64_t(group) * a.seqlen_q + 127) / 128 * tile_heads * a.batch;
+    if (2 * tiles > sms) return 1;
+    splits = std::min<int64_t>((sms + tiles - 1) / tiles, key_blocks / 4);
+  }
+  // (One split per 128 keys at most; grid y of the one-tile-per-CTA kernels holds heads x splits.)
+  splits = std::min<int64_t>({splits, key_blocks, 256, 65535 / tile_heads});
+  return splits > 1 ? int(splits) : 1;
+}
+
+// The forward's workspace: a tile counter, then with split-KV the partial O (splits, heads_q,
+// rows, d_v) and lse (splits, heads_q, rows), fp32, rows = total_q (varlen q) or batch x seqlen_q.
+constexpr size_t kFwdCounterBytes = 256;
+FA4_HOST_DEVICE int64_t fwd_partial_rows(const AttnParams& a) {
+  return a.q_varlen() ? int64_t(a.total_q) : int64_t(a.batch) * a.seqlen_q;
+}
+inline size_t fwd_partial_bytes(const AttnParams& a, int splits) {
+  const int64_t slots = int64_t(splits) * a.heads_q * fwd_partial_rows(a);
+  return size_t(slots) * (a.head_dim_v + 1) * sizeof(float);
 }
 
 // Defined in instantiations/fwd_<dtype>_hdim<d>[_<d_v>].cu: the launch, and the workspace the

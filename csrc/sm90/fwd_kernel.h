@@ -59,6 +59,7 @@ struct alignas(16) FwdTileWork {
 // tests); a type of its own, so that the other kernels' tile slots stay as they are.
 struct alignas(16) FwdTileWorkPacked : FwdTileWork {
   int pos_first, pos_last;  // of rows row_begin and row_begin + kBlockM - 1
+  int split;                // split-KV: which of the key blocks' num_splits parts
 };
 template <class Work>
 struct alignas(16) FwdTileSlot {
@@ -304,7 +305,14 @@ struct FwdKernelParams {
   // query sequences fill the tile). Q is then loaded by the consumers (the rows are not one TMA
   // box for every G) and O stored by the predicated path.
   int pack_group;
-  int tile_heads;           // heads_q, or heads_kv when packed
+  // Split-KV (packed kernels): the tile's key blocks divided into num_splits parts, each part's O
+  // (fp32, normalised by its own sum) and lse written to o_partial (splits, heads_q,
+  // partial_rows, d_v) / lse_partial (splits, heads_q, partial_rows), merged by combine_splits.
+  int num_splits;
+  int64_t partial_rows;
+  float* o_partial;
+  float* lse_partial;
+  int tile_heads;           // heads_q, or heads_kv when packed; times num_splits
   int num_m_blocks;         // row blocks per (tile head, batch): tiles = num_m_blocks * tile_heads * batch
   int group_pairs;          // kTileCounter order: (head, batch) pairs per L2 group
   int* tile_counter;        // kTileCounter: zeroed int, tiles handed out past the first gridDim.x
@@ -449,6 +457,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       w.batch = blockIdx.z;
     }
     const int G = Traits::kPackGQA ? p.pack_group : 1;
+    if constexpr (Traits::kPackGQA) {
+      w.split = w.head % p.num_splits;
+      w.head /= p.num_splits;
+    }
     const int q_len = attn.q_len(w.batch);
     w.head_kv = G > 1 ? w.head : w.head / p.qhead_per_kvhead;
     w.head = G > 1 ? w.head * G : w.head;  // (packed: the group's first query head)
@@ -470,6 +482,13 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     }
     w.n_min = col_begin / kBlockN;
     w.n_max = col_begin < col_end ? (col_end + kBlockN - 1) / kBlockN : w.n_min;
+    if constexpr (Traits::kPackGQA) {
+      if (p.num_splits > 1) {  // this split's share of the key blocks (maybe none)
+        const int per_split = (w.n_max - w.n_min + p.num_splits - 1) / p.num_splits;
+        w.n_min = min(w.n_min + w.split * per_split, w.n_max);
+        w.n_max = min(w.n_min + per_split, w.n_max);
+      }
+    }
     w.lse = attn.lse != nullptr ? attn.lse + attn.lse_offset(w.batch, 0, w.head) : nullptr;
     return w;
   };
@@ -769,6 +788,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
 
   // Tile row (its index within the sequence's rows) -> query position and query head.
   const int pack_group = Traits::kPackGQA ? p.pack_group : 1;
+  const bool split_kv = Traits::kPackGQA && p.num_splits > 1;
   auto query_pos = [&](int row) { return pack_group > 1 ? row / pack_group : row; };
   auto query_head = [&](const TileWork& w, int row) {
     return pack_group > 1 ? w.head + row % pack_group : w.head;
@@ -878,6 +898,32 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   Tensor cO = make_identity_tensor(select<0, 1>(typename Traits::TileShapeO{}));
   Tensor tOcO = thr_o.partition_C(cO);
   Tensor tOcO_rc = make_tensor(tOcO.data(), detail::acc_rowcol(tOcO.layout()));
+  // Split-KV: the partial O / lse slot of tile w's row, and this warpgroup's rows of O (scaled
+  // by 1 / its own sum) into o_partial from the accumulators (fp32; a decoding tile has only a
+  // few rows, so no staging).
+  auto partial_slot = [&](const TileWork& w, int row) -> int64_t {
+    if constexpr (Traits::kPackGQA) {
+      const int64_t seq_row0 =
+          attn.q_varlen() ? attn.cu_seqlens_q[w.batch] : int64_t(w.batch) * attn.seqlen_q;
+      return (int64_t(w.split) * attn.heads_q + query_head(w, row)) * p.partial_rows + seq_row0 +
+             query_pos(row);
+    } else {
+      return 0;
+    }
+  };
+  auto store_partial = [&](const TileWork& w) {
+    CUTE_UNROLL
+    for (int r = 0; r < size<0>(tOrO_rc); ++r) {
+      const int row = w.row_begin + get<0>(tOcO_rc(r, 0));
+      if (row >= w.rows) continue;
+      float* dst = p.o_partial + partial_slot(w, row) * Traits::kHeadDimV;
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(tOrO_rc); c += 2) {  // column pairs (c, c + 1) are adjacent
+        *reinterpret_cast<float2*>(dst + get<1>(tOcO_rc(r, c))) =
+            make_float2(tOrO_rc(r, c), tOrO_rc(r, c + 1));
+      }
+    }
+  };
   // Ends tile w's softmax: the output scales (1 / sum, with the sink) and the rows' lse, written
   // at once (one thread of each quad, its two rows) from the tile's own lse pointer (the
   // parameter reads of lse_offset cost ~500 cycles per tile here, H100 trace).
@@ -888,6 +934,17 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       for (int r = 0; r < 2; ++r) {
         const int row = w.row_begin + get<0>(tOcO_rc(r, 0));
         sink_log2[r] = has_sink ? attn.learnable_sink[query_head(w, row)] * kLog2e : 0.f;
+      }
+      if (split_kv) {  // each split's own softmax: the sink joins once, in combine_splits
+        softmax.finalize(sink_log2, false, f);
+        if ((lane % 4) == 0) {
+          CUTE_UNROLL
+          for (int r = 0; r < size<0>(tOcO_rc); ++r) {
+            const int row = w.row_begin + get<0>(tOcO_rc(r, 0));
+            if (row < w.rows) p.lse_partial[partial_slot(w, row)] = softmax.st[r].lse();
+          }
+        }
+        return;
       }
     } else {
       sink_log2[0] = sink_log2[1] = has_sink ? attn.learnable_sink[w.head] * kLog2e : 0.f;
@@ -1114,6 +1171,11 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         warpgroup_fence_operand(tOrO);
         if constexpr (!Traits::kOInV) pipe_v.consumer_release(rd_v);  // (kOInV: after O's store)
         rescale_o(f);
+        if (split_kv) {
+          store_partial(w);
+          if constexpr (Traits::kOInV) pipe_v.consumer_release(rd_v);
+          continue;
+        }
         end_tile(w, true, rd_v);
         continue;
       }
@@ -1146,6 +1208,11 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       }
       finish_softmax(w, f);
       rescale_o(f);
+      if (split_kv) {
+        store_partial(w);
+        if constexpr (Traits::kOInV) pipe_v.consumer_release(v_held);
+        continue;
+      }
       end_tile(w, false, v_held);
       continue;
     }
@@ -1154,6 +1221,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     clear(tOrO);
     softmax.init();
     finish_softmax(w, f);
+    if (split_kv) {  // O 0, lse -inf: this split saw none of the rows' keys
+      store_partial(w);
+      continue;
+    }
     if constexpr (Traits::kOInV) {
       store_zero_tile(w);
       continue;

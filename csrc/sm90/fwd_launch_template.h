@@ -74,7 +74,17 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream, int* tile_count
   p.qhead_per_kvhead = a.heads_q / a.heads_kv;
   p.scale_log2 = a.softmax_scale * kLog2e;
   p.pack_group = Traits::kPackGQA ? fwd_pack_group(a) : 1;
-  p.tile_heads = p.pack_group > 1 ? a.heads_kv : a.heads_q;
+  p.num_splits = Traits::kPackGQA ? fwd_num_splits(a) : 1;
+  if (p.num_splits > 1 && tile_counter == nullptr) return cudaErrorInvalidValue;
+  p.partial_rows = fwd_partial_rows(a);
+  p.o_partial = p.num_splits > 1 ? reinterpret_cast<float*>(reinterpret_cast<char*>(tile_counter) +
+                                                            kFwdCounterBytes)
+                                 : nullptr;
+  p.lse_partial = p.o_partial != nullptr
+                      ? p.o_partial + int64_t(p.num_splits) * a.heads_q * p.partial_rows * kHeadDimV
+                      : nullptr;
+  // (Tile "heads" enumerate (head, split) pairs, split fastest.)
+  p.tile_heads = (p.pack_group > 1 ? a.heads_kv : a.heads_q) * p.num_splits;
   p.store_o_predicated = a.q_varlen() || a.seqused_q != nullptr || p.pack_group > 1;
   p.zero_v_tail = a.paged() || a.seqused_k != nullptr || k_varlen;
 
@@ -128,8 +138,9 @@ auto with_fwd_traits(const AttnParams& a, F&& f) {
     };
     return a.softcap > 0.f ? gather(std::true_type{}) : gather(std::false_type{});
   }
-  if (fwd_pack_group(a) > 1) {
-    // Packed GQA: two consumer warpgroups (128 rows of (position, head) pairs per tile).
+  if (fwd_pack_group(a) > 1 || fwd_num_splits(a) > 1) {
+    // Packed GQA, or split-KV (packed or not): two consumer warpgroups (128 rows of (position,
+    // head) pairs per tile).
     return dispatch_local_softcap(has_local_mask(a), a.softcap > 0.f, [&](auto local, auto softcap) {
       return f(FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages, decltype(local)::value,
                          decltype(softcap)::value, kDefaultRescale, kDefaultPolyPer8, kOverlap,

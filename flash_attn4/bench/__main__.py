@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seqlen-q", type=int, default=None,
                    help="query length of every cell, the keys' being --seqlens (decoding, chunked "
                         "prefill; needs --causal no)")
+    p.add_argument("--num-splits", type=int, default=1,
+                   help="fa4's num_splits (split-KV; 0: automatic, 1: none; default 1, "
+                        "flash-attn's default)")
     p.add_argument("--flex-head-dims", type=_int_list, default=config.DEFAULT_FLEX_HEAD_DIMS,
                    help="head dims flex runs on (default 128: it compiles for every cell)")
     p.add_argument("--quick", action="store_true",
@@ -139,13 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     cells = config.build_grid(config.parse_modes(args.mode), config.parse_causal(args.causal),
                               args.head_dims, args.seqlens, args.kv_heads, args.batch,
                               args.seqlen_q)
-    providers = make_providers(args.providers, args.flex_head_dims)
+    if args.num_splits < 0:
+        log(f"--num-splits must be >= 0, got {args.num_splits}")
+        return 2
+    providers = make_providers(args.providers, args.flex_head_dims, args.num_splits)
     meta = metadata.collect(now)
     meta.update(dtype=args.dtype, timer=timer_description(), bwd_timing=BWD_TIMING,
                 warmup_ms=args.warmup, rep_ms=args.rep, cooldown_s=args.cooldown,
                 providers=list(args.providers),
                 flex_head_dims=list(args.flex_head_dims), kv_heads=args.kv_heads,
-                batch=args.batch, seqlen_q=args.seqlen_q)
+                batch=args.batch, seqlen_q=args.seqlen_q, num_splits=args.num_splits)
     log(f"{meta['gpu']} | torch {meta['torch']} CUDA {meta['cuda']} cuDNN {meta['cudnn']} "
         f"triton {meta['triton']} | flash_attn4 {meta['flash_attn4']}")
     log(f"{len(cells)} cells x {len(providers)} providers, {args.dtype}, "

@@ -62,9 +62,10 @@ def expand_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.
 
 
 def _build_fa4(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
-               deterministic: bool = False, pack_gqa: bool | None = None) -> Run:
+               deterministic: bool = False, pack_gqa: bool | None = None,
+               num_splits: int = 1) -> Run:
     return lambda: flash_attn4.flash_attn_func(q, k, v, causal=causal, deterministic=deterministic,
-                                               pack_gqa=pack_gqa)
+                                               pack_gqa=pack_gqa, num_splits=num_splits)
 
 
 def _build_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> Run:
@@ -91,15 +92,17 @@ def _build_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool)
     return lambda: compiled(qt, kt, vt, block_mask=block_mask).transpose(1, 2)
 
 
-def make_providers(names: tuple[str, ...], flex_head_dims: tuple[int, ...]) -> list[Provider]:
-    """The providers named, in the given order."""
+def make_providers(names: tuple[str, ...], flex_head_dims: tuple[int, ...],
+                   num_splits: int = 1) -> list[Provider]:
+    """The providers named, in the given order; fa4's forwards with `num_splits`."""
     available = {
-        "fa4": Provider("fa4", _build_fa4),
+        "fa4": Provider("fa4", partial(_build_fa4, num_splits=num_splits)),
         # The deterministic backward (ordered dQ accumulation); its forward is fa4's.
         "fa4_det": Provider("fa4_det", partial(_build_fa4, deterministic=True), modes=("bwd",)),
         # One query head per tile even where fa4 would pack a GQA group's heads into its tiles
         # (what packing is worth, measured in the same run).
-        "fa4_nopack": Provider("fa4_nopack", partial(_build_fa4, pack_gqa=False), modes=("fwd",),
+        "fa4_nopack": Provider("fa4_nopack", partial(_build_fa4, pack_gqa=False, num_splits=num_splits),
+                               modes=("fwd",),
                                gqa_only=True),
         "sdpa_cudnn": Provider("sdpa_cudnn", _build_sdpa,
                                partial(sdpa_kernel, SDPBackend.CUDNN_ATTENTION)),
