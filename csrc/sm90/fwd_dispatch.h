@@ -54,8 +54,8 @@ inline int fwd_pack_group(const AttnParams& a) {
 // (fp32, normalised by its own sum) and lse to the workspace, and a combine kernel merges them
 // (fwd_api.cu). The packed-GQA kernels take it (at run time, packed or not), so the others stay
 // as they are. num_splits 1: none; n > 1: n (at most one per 128 keys); 0 (automatic): when the
-// tiles fill less than half of the SMs (decoding with few sequences and K/V heads), enough
-// splits to fill them, each at least 4 x 128 keys.
+// tiles fill less than half of the SMs (decoding with few sequences and K/V heads), as many
+// splits as fit on the SMs in one wave, each at least 4 x 128 keys.
 inline int fwd_num_splits(const AttnParams& a) {
   if (a.num_splits == 1 || a.seqlen_q <= 0 || a.batch <= 0 || a.heads_q <= 0) return 1;
   const int64_t keys = a.paged() ? int64_t(a.page_table_cols) * a.page_size : a.seqlen_k;
@@ -70,7 +70,8 @@ inline int fwd_num_splits(const AttnParams& a) {
       return 1;
     const int64_t tiles = (int64_t(group) * a.seqlen_q + 127) / 128 * tile_heads * a.batch;
     if (2 * tiles > sms) return 1;
-    splits = std::min<int64_t>((sms + tiles - 1) / tiles, key_blocks / 4);
+    // (Rounded down: one more would leave a second wave of a few CTAs on some SMs.)
+    splits = std::min<int64_t>(sms / tiles, key_blocks / 4);
   }
   // (One split per 128 keys at most; grid y of the one-tile-per-CTA kernels holds heads x splits.)
   splits = std::min<int64_t>({splits, key_blocks, 256, 65535 / tile_heads});
