@@ -85,10 +85,11 @@ void run_fwd_cuda(const AttnParams& params, const Tensor& like) {
                         "is sm_", cc, " (run on CPU tensors instead)");
   const char* reason = fa4::sm90::fwd_unsupported_reason(params);
   FA4_CHECK_IMPLEMENTED(reason[0] == '\0', "sm90 forward: ", reason);
-  // A few zeroed bytes (the causal / local kernels' tile counter) from torch's caching allocator.
+  // Scratch from torch's caching allocator (the causal / local kernels' tile counter, split-KV's
+  // partial results); run_fwd zeroes the part that needs it.
   const int64_t bytes = static_cast<int64_t>(fa4::sm90::fwd_workspace_bytes(params));
   Tensor workspace;
-  if (bytes > 0) workspace = torch::stable::new_zeros(like, {bytes}, ScalarType::Byte);
+  if (bytes > 0) workspace = torch::stable::new_empty(like, {bytes}, ScalarType::Byte);
   check_cuda(fa4::sm90::run_fwd(params, bytes > 0 ? workspace.mutable_data_ptr() : nullptr,
                                 current_stream(device)),
              "sm90 forward launch");

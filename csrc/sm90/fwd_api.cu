@@ -150,7 +150,14 @@ cudaError_t run_fwd(const AttnParams& a, void* workspace, cudaStream_t stream) {
   const char* reason = fwd_unsupported_reason(a);
   if (reason[0] != '\0') return cudaErrorNotSupported;
   if (const cudaError_t err = clear_unowned_rows(a, stream); err != cudaSuccess) return err;
-  int* tile_counter = fwd_workspace_bytes(a) > 0 ? static_cast<int*>(workspace) : nullptr;
+  const size_t workspace_bytes = fwd_workspace_bytes(a);
+  int* tile_counter = workspace_bytes > 0 ? static_cast<int*>(workspace) : nullptr;
+  if (tile_counter != nullptr) {
+    const cudaError_t err = cudaMemsetAsync(
+        tile_counter, 0, workspace_bytes < kFwdCounterBytes ? workspace_bytes : kFwdCounterBytes,
+        stream);
+    if (err != cudaSuccess) return err;
+  }
   const int splits = fwd_num_splits(a);
   if (splits > 1 && tile_counter == nullptr) return cudaErrorInvalidValue;  // partials live there
   cudaError_t err = cudaErrorNotSupported;
