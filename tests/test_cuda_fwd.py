@@ -43,6 +43,20 @@ def check(q, k, v, kw):
     assert torch.equal(torch.isfinite(lse), finite)
     assert max_err(lse[finite], ref_lse[finite]) <= 1e-2
 
+def paged_cache(lens_k, page_size, hkv, d, d_v):
+    """Random K / V caches in randomly ordered pages for sequences of lens_k keys:
+    (page_table, k_pages, v_pages, seqused_k)."""
+    b, pages_per_seq = len(lens_k), -(-max(lens_k) // page_size)
+    table = torch.randperm(b * pages_per_seq, device="cuda").view(b, pages_per_seq).to(torch.int32)
+    k_pages = torch.randn(b * pages_per_seq, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)
+    v_pages = torch.randn(b * pages_per_seq, page_size, hkv, d_v, device="cuda", dtype=torch.bfloat16)
+    return table, k_pages, v_pages, torch.tensor(lens_k, dtype=torch.int32, device="cuda")
+
+
+def unpaged(pages, table, i, length):
+    """Sequence i's first `length` rows of a paged cache, as a batch of one."""
+    return pages[table[i].long()].reshape(-1, *pages.shape[2:])[:length][None]
+
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("dims", DIMS, ids=lambda d: f"d{d[0]}v{d[1]}")
@@ -94,20 +108,14 @@ def test_fwd_paged(page_size, d, d_v, causal, softcap):
     torch.manual_seed(0)
     lens_k = [700, 1, 2000]
     b, sq, hq, hkv = 3, 128, 8, 2
-    pages_per_seq = -(-max(lens_k) // page_size)
-    num_pages = b * pages_per_seq
-    table = torch.randperm(num_pages, device="cuda").view(b, pages_per_seq).to(torch.int32)
-    k_pages = torch.randn(num_pages, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)
-    v_pages = torch.randn(num_pages, page_size, hkv, d_v, device="cuda", dtype=torch.bfloat16)
+    table, k_pages, v_pages, used_k = paged_cache(lens_k, page_size, hkv, d, d_v)
     q = torch.randn(b * sq, hq, d, device="cuda", dtype=torch.bfloat16)
     cu_q = make_cu_seqlens([sq] * b, "cuda")
-    used_k = torch.tensor(lens_k, dtype=torch.int32, device="cuda")
     out = run_or_skip_unimplemented(lambda: fa.flash_attn_varlen_func(
         q, k_pages, v_pages, cu_q, None, sq, None, causal=causal, softcap=softcap, seqused_k=used_k,
         page_table=table), "cuda")
     for i in range(b):
-        k = k_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
-        v = v_pages[table[i].long()].reshape(-1, hkv, d_v)[: lens_k[i]][None]
+        k, v = unpaged(k_pages, table, i, lens_k[i]), unpaged(v_pages, table, i, lens_k[i])
         qi = q[i * sq:(i + 1) * sq][None]
         ref, _ = attention_ref(qi, k, v, causal=causal, softcap=softcap, compute_dtype=torch.float32)
         low, _ = attention_ref(qi, k, v, causal=causal, softcap=softcap, compute_dtype=torch.bfloat16)
@@ -134,22 +142,16 @@ def test_fwd_persistent_walk(page_size, d, mask, longest):
     hq, hkv, b = 8, 2, len(lens_q)
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     assert -(-max(lens_q) // 128) * hq * b >= 2 * sms, "too few tiles to walk"
-    pages_per_seq = -(-max(lens_k) // page_size)
-    num_pages = b * pages_per_seq
-    table = torch.randperm(num_pages, device="cuda").view(b, pages_per_seq).to(torch.int32)
-    k_pages = torch.randn(num_pages, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)
-    v_pages = torch.randn(num_pages, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)
+    table, k_pages, v_pages, used_k = paged_cache(lens_k, page_size, hkv, d, d)
     q = torch.randn(sum(lens_q), hq, d, device="cuda", dtype=torch.bfloat16)
     cu_q = make_cu_seqlens(lens_q, "cuda")
-    used_k = torch.tensor(lens_k, dtype=torch.int32, device="cuda")
     sink = torch.randn(hq, device="cuda")
     out = fa.flash_attn_varlen_func(q, k_pages, v_pages, cu_q, None, max(lens_q), None,
                                     seqused_k=used_k, page_table=table, learnable_sink=sink, **mask)
     for i in range(b):
         if lens_q[i] == 0:
             continue
-        k = k_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
-        v = v_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
+        k, v = unpaged(k_pages, table, i, lens_k[i]), unpaged(v_pages, table, i, lens_k[i])
         rows = slice(int(cu_q[i]), int(cu_q[i + 1]))
         qi = q[rows][None]
         ref, _ = attention_ref(qi, k, v, learnable_sink=sink, compute_dtype=torch.float32, **mask)
@@ -275,14 +277,9 @@ def test_fwd_pack_gqa_decode_paged(page_size, causal, lens_q, num_splits):
     torch.manual_seed(0)
     lens_k = [700, 5, 2000, 33]
     b, hq, hkv, d = len(lens_q), 32, 4, 128
-    pages_per_seq = -(-max(lens_k) // page_size)
-    num_pages = b * pages_per_seq
-    table = torch.randperm(num_pages, device="cuda").view(b, pages_per_seq).to(torch.int32)
-    k_pages = torch.randn(num_pages, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)
-    v_pages = torch.randn(num_pages, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)
+    table, k_pages, v_pages, used_k = paged_cache(lens_k, page_size, hkv, d, d)
     q = torch.randn(sum(lens_q), hq, d, device="cuda", dtype=torch.bfloat16)
     cu_q = make_cu_seqlens(lens_q, "cuda")
-    used_k = torch.tensor(lens_k, dtype=torch.int32, device="cuda")
     sink = torch.randn(hq, device="cuda")
     out, lse = fa.flash_attn_varlen_func(q, k_pages, v_pages, cu_q, None, max(lens_q), None,
                                          causal=causal, seqused_k=used_k, page_table=table,
@@ -291,8 +288,7 @@ def test_fwd_pack_gqa_decode_paged(page_size, causal, lens_q, num_splits):
     for i in range(b):
         if lens_q[i] == 0:
             continue
-        k = k_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
-        v = v_pages[table[i].long()].reshape(-1, hkv, d)[: lens_k[i]][None]
+        k, v = unpaged(k_pages, table, i, lens_k[i]), unpaged(v_pages, table, i, lens_k[i])
         rows = slice(int(cu_q[i]), int(cu_q[i + 1]))
         qi = q[rows][None]
         ref, ref_lse = attention_ref(qi, k, v, causal=causal, learnable_sink=sink,
