@@ -34,14 +34,29 @@ def poisoned(q, k, v, **kw):
     return out, lse
 
 
-def check(q, k, v, kw):
-    out, lse = run_or_skip_unimplemented(lambda: poisoned(q, k, v, **dict(kw)), "cuda")
+def inputs(b, sq, sk, hq, hkv, d, dv, mask):
+    """Random bf16 q, k, v and the op's keyword arguments for one of MASKS (a sink drawn here)."""
+    q = torch.randn(b, sq, hq, d, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(b, sk, hkv, d, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(b, sk, hkv, dv, device="cuda", dtype=torch.bfloat16)
+    kw = dict(MASKS[mask])
+    if kw.pop("sink", False):
+        kw["learnable_sink"] = torch.randn(hq, device="cuda")
+    return q, k, v, kw
+
+
+def check(q, k, v, kw, **hints):
+    """out and lse (poisoned first) against the fp32 reference; hints (pack_gqa, num_splits) go to
+    the op only. Returns out."""
+    out, lse = run_or_skip_unimplemented(lambda: poisoned(q, k, v, **hints, **dict(kw)), "cuda")
     ref, ref_lse = attention_ref(q, k, v, compute_dtype=torch.float32, **kw)
     low, _ = attention_ref(q, k, v, compute_dtype=q.dtype, **kw)
     assert_tolerance("out", out, ref, low, atol=1e-3)
     finite = torch.isfinite(ref_lse)
     assert torch.equal(torch.isfinite(lse), finite)
     assert max_err(lse[finite], ref_lse[finite]) <= 1e-2
+    return out
+
 
 def paged_cache(lens_k, page_size, hkv, d, d_v):
     """Random K / V caches in randomly ordered pages for sequences of lens_k keys:
@@ -229,19 +244,7 @@ PACK_SEQLENS = [(1, 1000), (5, 333), (37, 37), (300, 1200), (1000, 999)]
 def test_fwd_pack_gqa(dims, mask, heads, seqlens):
     torch.manual_seed(0)
     (d, dv), (hq, hkv), (sq, sk) = dims, PACK_HEADS[heads], seqlens
-    q = torch.randn(2, sq, hq, d, device="cuda", dtype=torch.bfloat16)
-    k = torch.randn(2, sk, hkv, d, device="cuda", dtype=torch.bfloat16)
-    v = torch.randn(2, sk, hkv, dv, device="cuda", dtype=torch.bfloat16)
-    kw = dict(MASKS[mask])
-    if kw.pop("sink", False):
-        kw["learnable_sink"] = torch.randn(hq, device="cuda")
-    out, lse = run_or_skip_unimplemented(lambda: poisoned(q, k, v, pack_gqa=True, **dict(kw)), "cuda")
-    ref, ref_lse = attention_ref(q, k, v, compute_dtype=torch.float32, **kw)
-    low, _ = attention_ref(q, k, v, compute_dtype=q.dtype, **kw)
-    assert_tolerance("out", out, ref, low, atol=1e-3)
-    finite = torch.isfinite(ref_lse)
-    assert torch.equal(torch.isfinite(lse), finite)
-    assert max_err(lse[finite], ref_lse[finite]) <= 1e-2
+    check(*inputs(2, sq, sk, hq, hkv, d, dv, mask), pack_gqa=True)
 
 
 # Packing changes which rows share a tile, not any row's arithmetic: where both forms run the same
@@ -254,12 +257,7 @@ def test_fwd_pack_gqa(dims, mask, heads, seqlens):
 def test_fwd_pack_gqa_bitwise_unpacked(d, mask, seqlens):
     torch.manual_seed(0)
     (sq, sk), hq, hkv = seqlens, 12, 3
-    q = torch.randn(3, sq, hq, d, device="cuda", dtype=torch.bfloat16)
-    k = torch.randn(3, sk, hkv, d, device="cuda", dtype=torch.bfloat16)
-    v = torch.randn(3, sk, hkv, d, device="cuda", dtype=torch.bfloat16)
-    kw = dict(MASKS[mask])
-    if kw.pop("sink", False):
-        kw["learnable_sink"] = torch.randn(hq, device="cuda")
+    q, k, v, kw = inputs(3, sq, sk, hq, hkv, d, d, mask)
     outs = [poisoned(q, k, v, pack_gqa=pack, **dict(kw)) for pack in (False, True, None)]
     for out, lse in outs[1:]:
         assert torch.equal(out, outs[0][0])
@@ -313,19 +311,7 @@ SPLIT_CASES = [(1, 1000, 0), (5, 333, 3), (300, 1200, 7), (1, 70, 16), (40, 2000
 def test_fwd_num_splits(dims, mask, heads, case):
     torch.manual_seed(0)
     (d, dv), (hq, hkv), (sq, sk, splits) = dims, heads, case
-    q = torch.randn(2, sq, hq, d, device="cuda", dtype=torch.bfloat16)
-    k = torch.randn(2, sk, hkv, d, device="cuda", dtype=torch.bfloat16)
-    v = torch.randn(2, sk, hkv, dv, device="cuda", dtype=torch.bfloat16)
-    kw = dict(MASKS[mask])
-    if kw.pop("sink", False):
-        kw["learnable_sink"] = torch.randn(hq, device="cuda")
-    out, lse = run_or_skip_unimplemented(
-        lambda: poisoned(q, k, v, num_splits=splits, **dict(kw)), "cuda")
-    ref, ref_lse = attention_ref(q, k, v, compute_dtype=torch.float32, **kw)
-    low, _ = attention_ref(q, k, v, compute_dtype=q.dtype, **kw)
-    assert_tolerance("out", out, ref, low, atol=1e-3)
-    finite = torch.isfinite(ref_lse)
-    assert torch.equal(torch.isfinite(lse), finite)
-    assert max_err(lse[finite], ref_lse[finite]) <= 1e-2
+    q, k, v, kw = inputs(2, sq, sk, hq, hkv, d, dv, mask)
+    out = check(q, k, v, kw, num_splits=splits)
     again, _ = poisoned(q, k, v, num_splits=splits, **dict(kw))
     assert torch.equal(out, again)  # the combine's order is fixed
