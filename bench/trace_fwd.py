@@ -32,8 +32,8 @@ __device__ __forceinline__ unsigned long long fa4_globaltimer() {
 ANCHORS = [
     ("using namespace cute;\n", "using namespace cute;\n" + DECL),
     # producer
-    ("      PipelineState wr = cutlass::make_producer_start_state<Pipeline>();\n",
-     "      PipelineState wr = cutlass::make_producer_start_state<Pipeline>();\n      int tr_ptile = 0;\n"
+    ("    if (leader || (Traits::kGather && threadIdx.x < 32)) {\n",
+     "    if (leader || (Traits::kGather && threadIdx.x < 32)) {\n      int tr_ptile = 0;\n"
      "#define PTR(k) if (threadIdx.x == 0 && blockIdx.x < kTrMaxCtas && tr_ptile < kTrMaxTiles) "
      "fa4_fwd_trace[blockIdx.x][tr_ptile][4][k] = clock64();\n"),
     ("        const bool in_range = t < num_tiles;\n",
@@ -60,8 +60,10 @@ ANCHORS = [
     ("        for (n = n_max - 2; n >= n_min; --n) {\n",
      "        TR(3)\n        for (n = n_max - 2; n >= n_min; --n) {\n"),
     ("        // Tail: the last P V.\n", "        TR(4)\n        // Tail: the last P V.\n"),
-    ("  // (kOInV: after O's store)\n        rescale_o(f);\n        end_tile(w, true, rd_v);\n        continue;\n",
-     "  // (kOInV: after O's store)\n        TR(5)\n        rescale_o(f);\n        end_tile(w, true, rd_v);\n        TR(6)\n"
+    ("  // (kOInV: after O's store)\n        rescale_o(f);\n",
+     "  // (kOInV: after O's store)\n        TR(5)\n        rescale_o(f);\n"),
+    ("        end_tile(w, true, rd_v);\n        continue;\n",
+     "        end_tile(w, true, rd_v);\n        TR(6)\n"
      "        if (ctid == 0 && blockIdx.x < kTrMaxCtas && tr_tile < kTrMaxTiles) fa4_fwd_trace_blocks[blockIdx.x][tr_tile] = n_max - n_min;\n"
      "        ++tr_tile;\n        continue;\n"),
     ("  if (store_thread) tma_store_wait<0>();\n#endif\n",
