@@ -259,6 +259,16 @@ struct FwdTraits {
   static constexpr bool kDeferEpilogue = kPersistent && !kOInV && kNumConsumerWG == 2 && !kPingPong;
   static constexpr bool kPrefetchQ = kDeferEpilogue;
   static constexpr bool kEarlyK = kDeferEpilogue;
+  // kKAhead: the producer issues K(n - 1) before V(n). With two stages K(n - 1)'s stage frees
+  //   once S(n + 1) is done but V(n)'s only after P V(n + 2); in K(n), V(n) order K(n - 1) waited
+  //   behind V(n)'s acquire and had one key block's time to land. d = 256 (64-key blocks, the
+  //   shortest block time per stage), on tiles of at most kKAheadMaxBlocks key blocks: H100
+  //   harness +3.9 / +4.0 / +1.5 % at 1k / 2k / 4k, but -1.1 / -3.9 % at 8k / 16k, where Nsight
+  //   shows the kernel 3.4 % fewer cycles at a 3 % lower clock (power-limited; perf notes, 24th
+  //   session). d 128 / d 64: 0 / -1 %.
+  static constexpr bool kKAhead = kBlockN == 64 && kHeadDim == 256 && !kGather;
+  static constexpr int kKAheadMaxBlocks = 64;
+  static_assert(!(kKAhead && kEarlyK));
 
   struct Empty {};
   struct SharedStorage {
@@ -529,7 +539,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     // pages do not hold whole 8-row swizzle-atom blocks) loads K/V with the whole first warp.
     const bool leader = threadIdx.x == 0;
     if (leader || (Traits::kGather && threadIdx.x < 32)) {
-      PipelineState wr = cutlass::make_producer_start_state<Pipeline>();
+      PipelineState wr = cutlass::make_producer_start_state<Pipeline>();  // next V (and K) stage
+      PipelineState wr_k = wr;  // kKAhead: the next K stage
       // Persistent: every tile is announced to the consumers, through ss.tile[b] (its work,
       // derived here) and barrier_q[b] (with Q's bytes into Q buffer b when it has work), then one
       // id past the end; announcing the CTA's tile i into buffer b = i % kQBuffers waits for
@@ -598,8 +609,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         // next sequence: K is masked there, V is cleared in smem (zero_v_tail).
         const bool k_varlen = attn.cu_seqlens_k != nullptr && !attn.paged();
         const int k_row0 = k_varlen && has_work ? attn.cu_seqlens_k[batch] : 0;
-        // K (is_v false) or V of key block n into stage wr.
-        auto load_kv = [&](int n, bool is_v) {
+        // K (is_v false) or V of key block n into stage st.
+        auto load_kv = [&](int n, bool is_v, const PipelineState& st) {
           if constexpr (Traits::kGather) {
             // Not every page starts on an 8-row swizzle-atom boundary of the stage tile, where a
             // TMA box would have to start, so the warp gathers the K/V rows. The leader's acquire
@@ -611,17 +622,17 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
             Element const* v_base =
                 static_cast<Element const*>(attn.v) + w.head_kv * attn.v_head_stride;
             if (!is_v) {
-              if (leader) pipe_k.producer_acquire(wr);
+              if (leader) pipe_k.producer_acquire(st);
               __syncwarp();
               gather_paged_rows<kBlockN>(k_base, attn.k_batch_stride, attn.k_row_stride, pt, attn,
-                                         n * kBlockN, sK(_, _, wr.index()),
-                                         pipe_k.producer_get_barrier(wr));
+                                         n * kBlockN, sK(_, _, st.index()),
+                                         pipe_k.producer_get_barrier(st));
             } else {
-              if (leader) pipe_v.producer_acquire(wr);
+              if (leader) pipe_v.producer_acquire(st);
               __syncwarp();
               gather_paged_rows<kBlockN>(v_base, attn.v_batch_stride, attn.v_row_stride, pt, attn,
-                                         n * kBlockN, sV(_, _, wr.index()),
-                                         pipe_v.producer_get_barrier(wr));
+                                         n * kBlockN, sV(_, _, st.index()),
+                                         pipe_v.producer_get_barrier(st));
             }
           } else if (p.kv_row_groups) {
             // Paged, page_size % kBlockN != 0: kBlockN / 8 boxes of 8 rows per stage, each from
@@ -648,7 +659,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
                 }
                 Tensor gX = local_tile(mX(_, _, page), Shape<Int<kG>, Int<kDim>>{},
                                        make_coord((key - idx * attn.page_size) / kG, _0{}));
-                Tensor sXg = local_tile(sX(_, _, wr.index()), Shape<Int<kG>, Int<kDim>>{},
+                Tensor sXg = local_tile(sX(_, _, st.index()), Shape<Int<kG>, Int<kDim>>{},
                                         make_coord(g, _0{}));
                 auto [tXg, tXs] = tma_partition(tma, _0{}, Layout<_1>{}, group_modes<0, 2>(sXg),
                                                 group_modes<0, 2>(gX));
@@ -656,11 +667,11 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
               }
             };
             if (!is_v) {
-              pipe_k.producer_acquire(wr);
-              load(p.tma_k_rows, mKr, sK, Int<kHeadDim>{}, pipe_k.producer_get_barrier(wr));
+              pipe_k.producer_acquire(st);
+              load(p.tma_k_rows, mKr, sK, Int<kHeadDim>{}, pipe_k.producer_get_barrier(st));
             } else {
-              pipe_v.producer_acquire(wr);
-              load(p.tma_v_rows, mVr, sV, Int<Traits::kHeadDimV>{}, pipe_v.producer_get_barrier(wr));
+              pipe_v.producer_acquire(st);
+              load(p.tma_v_rows, mVr, sV, Int<Traits::kHeadDimV>{}, pipe_v.producer_get_barrier(st));
             }
           } else {
             // Batched: tile n of batch entry `batch`. Paged: tile of the page holding key
@@ -677,16 +688,16 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
                                      Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(tile, _0{}));
               auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
                                               group_modes<0, 2>(gK));
-              pipe_k.producer_acquire(wr);
-              copy(p.tma_k.with(*pipe_k.producer_get_barrier(wr), 0), tKg, tKs(_, wr.index()));
+              pipe_k.producer_acquire(st);
+              copy(p.tma_k.with(*pipe_k.producer_get_barrier(st), 0), tKg, tKs(_, st.index()));
             } else {
               Tensor gV = local_tile(domain_offset(make_coord(k_row0, _0{}), mV(_, _, page)),
                                      Shape<Int<kBlockN>, Int<Traits::kHeadDimV>>{},
                                      make_coord(tile, _0{}));
               auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV),
                                               group_modes<0, 2>(gV));
-              pipe_v.producer_acquire(wr);
-              copy(p.tma_v.with(*pipe_v.producer_get_barrier(wr), 0), tVg, tVs(_, wr.index()));
+              pipe_v.producer_acquire(st);
+              copy(p.tma_v.with(*pipe_v.producer_get_barrier(st), 0), tVg, tVs(_, st.index()));
             }
           }
         };
@@ -701,7 +712,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
             prefetch(p.tma_q, tQg);
           }
         }
-        if (early_k) load_kv(n_max - 1, false);
+        if (early_k) load_kv(n_max - 1, false, wr);
         if constexpr (Traits::kAnnounce && !kAhead) {
           announce(i_tile, t, w, has_work);
           if (!in_range) break;
@@ -713,9 +724,21 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         if constexpr (!Traits::kPersistent) {
           if (leader) load_q(w, 0);
         }
+        const bool k_ahead = n_max - n_min <= Traits::kKAheadMaxBlocks;
         for (int n = n_max - 1; n >= n_min; --n) {
-          if (!(early_k && n == n_max - 1)) load_kv(n, false);
-          load_kv(n, true);
+          if constexpr (Traits::kKAhead) {
+            if (n == n_max - 1 || !k_ahead) {  // (else K(n) went out with V(n + 1))
+              load_kv(n, false, wr_k);
+              ++wr_k;
+            }
+            if (k_ahead && n > n_min) {
+              load_kv(n - 1, false, wr_k);
+              ++wr_k;
+            }
+          } else if (!(early_k && n == n_max - 1)) {
+            load_kv(n, false, wr);
+          }
+          load_kv(n, true, wr);
           ++wr;
           if constexpr (kAhead) {
             if (n == n_max - 1) announce_next(i_tile, t);
