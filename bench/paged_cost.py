@@ -1,6 +1,7 @@
 """Cost of the paged-KV producer paths of the sm90 forward at one prefill shape (bf16, d 128, causal,
 4 sequences of 4096 queries and keys, 16 query / 4 kv heads): unpaged, page sizes 256 (whole-tile
-TMA boxes), 16 (8-row boxes) and 1, 3 (16-byte row chunks gathered by the producer warp).
+TMA boxes), 64 / 32 / 16 / 8 (8-row boxes) and 1, 3 (16-byte row chunks gathered by the producer
+warp).
 Median of CUDA-event timings with the benchmark's timer (flash_attn4.bench.timing).
 
     PYTHONPATH=. python bench/paged_cost.py   (from the repository root, after make build)
@@ -24,7 +25,7 @@ def main():
     unpaged = lambda: fa.flash_attn_varlen_func(q, k.view(-1, hkv, d), v.view(-1, hkv, d), cu, cu, s, s, causal=True)
     ref = unpaged()
     print(f"unpaged: {tflops(flops, median_ms(unpaged, 25, 100)):.0f} TFLOP/s")
-    for page_size in (256, 16, 3, 1):
+    for page_size in (256, 64, 32, 16, 8, 3, 1):
         pages = s // page_size + (s % page_size > 0)
         table = torch.randperm(b * pages, device="cuda", dtype=torch.int32).view(b, pages)
         k_pages = torch.zeros(b * pages, page_size, hkv, d, device="cuda", dtype=torch.bfloat16)

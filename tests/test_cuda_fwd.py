@@ -111,11 +111,14 @@ def test_fwd_varlen(dtype, causal):
         assert_tolerance(f"out[{b}]", out[rows][None], ref, low, atol=1e-3)
 
 
-# Page sizes of every producer path: whole-tile TMA boxes (multiples of kBlockN), 8-row boxes
-# (multiples of 8) and 16-byte row chunks (anything else, powers of two or not), across the swizzle
-# atoms (d 64 / 128 / 256: 128B, d 96: 64B) and d != d_v.
+# Page sizes of every producer path: whole-tile TMA boxes (multiples of kBlockN), row boxes
+# (multiples of 8: 8, 16, 32 or 64 rows, the largest power of two dividing the page and the key
+# block) and 16-byte row chunks (anything else, powers of two or not), across the swizzle atoms
+# (d 64 / 128 / 256: 128B, d 96: 64B), the key blocks (d 192: 96, d 256: 64) and d != d_v.
 @pytest.mark.parametrize("page_size,d,d_v", [(1, 128, 128), (16, 128, 128), (64, 128, 128),
                                              (256, 128, 128), (48, 128, 128), (100, 128, 128),
+                                             (24, 128, 128), (64, 64, 64), (32, 96, 96),
+                                             (32, 192, 192), (32, 256, 256), (32, 192, 128),
                                              (1, 64, 64), (7, 96, 96), (3, 256, 256),
                                              (5, 192, 128), (12, 64, 64)])
 @pytest.mark.parametrize("causal,softcap", [(True, 0.0), (False, 20.0)])

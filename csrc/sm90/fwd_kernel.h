@@ -180,12 +180,21 @@ struct FwdTraits {
   // Paged KV whose page_size is not a multiple of kBlockN: each stage is loaded as kBlockN / 8
   // groups of 8 rows (one swizzle-atom row block each, so every box lands on an atom boundary),
   // each group from its own page (page_size % 8 == 0, so a group never straddles pages).
+  // The boxes of a launch are kv_box_rows = 8 * 2^j rows (the largest that divides page_size and
+  // kBlockN, <= 64): the descriptors are built on the host for that many rows, while the kernel's
+  // copies keep the 8-row types and issue one box per kv_box_rows / 8 groups. A stage's rows are
+  // contiguous per swizzle-atom column (tile_to_shape fills rows first), so a taller box lands on
+  // the same rows its 8-row groups would.
   static constexpr int kRowGroup = 8;
   static_assert(kBlockN % kRowGroup == 0);
-  using SmemLayoutKRows = decltype(composition(
-      take<0, 2>(SmemLayoutK{}), make_tile(Layout<Int<kRowGroup>>{}, Layout<Int<kHeadDim>>{})));
-  using SmemLayoutVRows = decltype(composition(
-      take<0, 2>(SmemLayoutV{}), make_tile(Layout<Int<kRowGroup>>{}, Layout<Int<kHeadDimV>>{})));
+  template <int kRows>
+  using SmemLayoutKRowsOf = decltype(composition(
+      take<0, 2>(SmemLayoutK{}), make_tile(Layout<Int<kRows>>{}, Layout<Int<kHeadDim>>{})));
+  template <int kRows>
+  using SmemLayoutVRowsOf = decltype(composition(
+      take<0, 2>(SmemLayoutV{}), make_tile(Layout<Int<kRows>>{}, Layout<Int<kHeadDimV>>{})));
+  using SmemLayoutKRows = SmemLayoutKRowsOf<kRowGroup>;
+  using SmemLayoutVRows = SmemLayoutVRowsOf<kRowGroup>;
   using TmaKRows = decltype(make_tma_copy(
       SM90_TMA_LOAD{}, make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GLayout{}),
       SmemLayoutKRows{}, Shape<Int<kRowGroup>, Int<kHeadDim>>{}, _1{}));
@@ -284,6 +293,8 @@ struct FwdTraits {
     alignas(16) cutlass::arch::ClusterTransactionBarrier barrier_q[kQBuffers];
     cutlass::arch::ClusterBarrier barrier_q_free[kQBuffers];
     FwdTileSlot<TileWork> tile[kQBuffers];
+    // Paged KV in row boxes: the page of each box of the stage being loaded.
+    int32_t box_page[kBlockN / kRowGroup];
     typename Pipeline::SharedStorage pipe_k;
     typename Pipeline::SharedStorage pipe_v;
   };
@@ -297,7 +308,8 @@ struct FwdKernelParams {
   typename Traits::TmaK tma_k;
   typename Traits::TmaV tma_v;
   typename Traits::TmaO tma_o;
-  // 8-row boxes over the same k/v views; only built and used when kv_row_groups.
+  // kv_box_rows-row boxes (8-row types) over the same k/v views; only built and used when
+  // kv_row_groups.
   typename Traits::TmaKRows tma_k_rows;
   typename Traits::TmaVRows tma_v_rows;
   // q/out: (rows, d or d_v, heads, batch), or (total_q, d or d_v, heads, 1) when q is varlen.
@@ -309,7 +321,8 @@ struct FwdKernelParams {
   float scale_log2;      // softmax_scale * log2(e) (no softcap)
   bool store_o_predicated;  // rows past q_len(b) belong to someone else: no TMA store of O
   bool zero_v_tail;         // V rows past k_len(b) may hold anything (NaN, next sequence): clear them in smem
-  bool kv_row_groups;       // paged with page_size % kBlockN != 0 (page_size % 8 == 0): 8-row TMA boxes
+  bool kv_row_groups;       // paged with page_size % kBlockN != 0 (page_size % 8 == 0): row boxes
+  int kv_box_rows;          // their rows: 8, 16, 32 or 64
   // Packed GQA: 1, or G = qhead_per_kvhead when a tile's rows are (query position, head of the
   // K/V head's group) pairs, head fastest (one K/V stream then serves G query heads, and short
   // query sequences fill the tile). Q is then loaded by the consumers (the rows are not one TMA
@@ -635,37 +648,59 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
                                          pipe_v.producer_get_barrier(st));
             }
           } else if (p.kv_row_groups) {
-            // Paged, page_size % kBlockN != 0: kBlockN / 8 boxes of 8 rows per stage, each from
-            // the page holding its first key. Groups past the page table (beyond k_len, masked /
-            // zeroed in the consumers) reload the last 8 mapped rows so the stage's byte count is
+            // Paged, page_size % kBlockN != 0: kBlockN / kv_box_rows boxes per stage, each from
+            // the page holding its first key. Boxes past the page table (beyond k_len, masked /
+            // zeroed in the consumers) reload the last mapped rows so the stage's byte count is
             // complete.
             constexpr int kG = Traits::kRowGroup;
+            const int box = p.kv_box_rows;
             Tensor mKr = p.tma_k_rows.get_tma_tensor(p.layout_k.shape())(_, _, w.head_kv, _);
             Tensor mVr = p.tma_v_rows.get_tma_tensor(p.layout_v.shape())(_, _, w.head_kv, _);
             const int cap = attn.page_table_cols * attn.page_size;  // multiple of 8
             const int32_t* pt = attn.page_table + batch * attn.page_table_batch_stride;
-            // The page table is re-read only when a group enters a new page (the producer runs
-            // with few registers).
+            // f(b, g, i, r) for each box b of block n: its first 8-row group g of the stage,
+            // page-table entry i, first row r in that page (box divides page_size, so a box never
+            // straddles pages).
+            auto for_each_box = [&](auto&& f) {
+              const int key0 = n * kBlockN;
+              int i = key0 / attn.page_size, r = key0 - i * attn.page_size;
+#pragma unroll 1
+              for (int b = 0; b * box < kBlockN; ++b) {
+                if (key0 + b * box > cap - box) {  // past the page table: the last mapped rows
+                  i = attn.page_table_cols - 1;
+                  r = attn.page_size - box;
+                }
+                f(b, b * box / kG, i, r);
+                r += box;
+                if (r == attn.page_size) {
+                  r = 0;
+                  ++i;
+                }
+              }
+            };
+            // The boxes' pages go to shared memory by cp.async before the stage's wait, so the
+            // page-table reads overlap each other and the wait instead of each preceding its box.
+            auto read_pages = [&] {
+              for_each_box([&](int b, int, int i, int) {
+                SM80_CP_ASYNC_CACHEALWAYS<int32_t>::copy(pt[i], ss.box_page[b]);
+              });
+              cp_async_fence();
+            };
             auto load = [&](auto const& tma, auto const& mX, auto& sX, auto dim, uint64_t* bar) {
               constexpr int kDim = decltype(dim)::value;
-              int cur = -1, page = 0;
-#pragma unroll 1
-              for (int g = 0; g < kBlockN / kG; ++g) {
-                const int key = min(n * kBlockN + g * kG, cap - kG);
-                const int idx = key / attn.page_size;
-                if (idx != cur) {
-                  cur = idx;
-                  page = pt[idx];
-                }
-                Tensor gX = local_tile(mX(_, _, page), Shape<Int<kG>, Int<kDim>>{},
-                                       make_coord((key - idx * attn.page_size) / kG, _0{}));
+              cp_async_wait<0>();
+              for_each_box([&](int b, int g, int, int r) {
+                Tensor gX = local_tile(mX(_, _, ss.box_page[b]), Shape<Int<kG>, Int<kDim>>{},
+                                       make_coord(r / kG, _0{}));
                 Tensor sXg = local_tile(sX(_, _, st.index()), Shape<Int<kG>, Int<kDim>>{},
                                         make_coord(g, _0{}));
                 auto [tXg, tXs] = tma_partition(tma, _0{}, Layout<_1>{}, group_modes<0, 2>(sXg),
                                                 group_modes<0, 2>(gX));
                 copy(tma.with(*bar, 0), tXg, tXs);
-              }
+              });
             };
+            // V(n) follows K(n) and reuses its pages, unless K runs a block ahead (kKAhead).
+            if (!is_v || Traits::kKAhead) read_pages();
             if (!is_v) {
               pipe_k.producer_acquire(st);
               load(p.tma_k_rows, mKr, sK, Int<kHeadDim>{}, pipe_k.producer_get_barrier(st));
