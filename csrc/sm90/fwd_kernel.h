@@ -177,14 +177,12 @@ struct FwdTraits {
       SM90_TMA_STORE{}, make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GLayout{}),
       SmemLayoutO{}, Shape<_64, Int<kHeadDimV>>{}, _1{}));
 
-  // Paged KV whose page_size is not a multiple of kBlockN: each stage is loaded as kBlockN / 8
-  // groups of 8 rows (one swizzle-atom row block each, so every box lands on an atom boundary),
-  // each group from its own page (page_size % 8 == 0, so a group never straddles pages).
-  // The boxes of a launch are kv_box_rows = 8 * 2^j rows (the largest that divides page_size and
-  // kBlockN, <= 64): the descriptors are built on the host for that many rows, while the kernel's
-  // copies keep the 8-row types and issue one box per kv_box_rows / 8 groups. A stage's rows are
-  // contiguous per swizzle-atom column (tile_to_shape fills rows first), so a taller box lands on
-  // the same rows its 8-row groups would.
+  // Paged KV whose page_size is not a multiple of kBlockN (but of 8): each stage is loaded as
+  // boxes of kv_box_rows = 8 * 2^j rows (the largest that divides page_size and kBlockN, <= 64),
+  // each from its own page, starting on a swizzle-atom row block. The descriptors are built on the
+  // host for that many rows, while the kernel's copies keep the 8-row types and issue one box per
+  // kv_box_rows / 8 groups: a stage's rows are contiguous per swizzle-atom column (tile_to_shape
+  // fills rows first), so a taller box lands on the same rows its 8-row groups would.
   static constexpr int kRowGroup = 8;
   static_assert(kBlockN % kRowGroup == 0);
   template <int kRows>
