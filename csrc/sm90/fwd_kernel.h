@@ -93,9 +93,9 @@ struct FwdTraits {
   // Inter-warpgroup ping-pong: the two consumer warpgroups take turns issuing their GEMMs (named
   // barriers), so one warpgroup's softmax runs under the other's tensor-core work.
   static constexpr bool kPingPong = kPingPong_;
-  // Paged KV whose page_size is not a multiple of 8: the producer warp gathers K/V rows with
-  // 16-byte bulk copies instead of TMA boxes (gather_paged_rows). A kernel of its own, so that the
-  // TMA kernels' register allocation stays as it is.
+  // Paged KV whose pages TMA boxes cannot or should not load (fwd_paged_gather: not a multiple of
+  // 8 rows, or more than 4 boxes per stage column): the producer warpgroup gathers K/V rows by
+  // cp.async (gather_paged_rows). A kernel of its own, so that the TMA kernels' code stays as is.
   static constexpr bool kGather = kGather_;
   // Packed GQA (FwdKernelParams::pack_group): a kernel of its own, so that the other kernels'
   // code stays as it is (the runtime form cost them 1-5 %, H100).
@@ -395,27 +395,44 @@ struct ThreadSoftmax {
 };
 
 // Keys [key0, key0 + kBlockN) of one head of paged K or V (base: the head's first element of page 0)
-// into the swizzled stage tile sX, as 16-byte chunks, each lane of the calling warp taking every
-// 32nd row. Each copy completes its bytes on `bar` like a TMA box. Rows past the page table
-// (beyond k_len: masked / zeroed by the consumers) copy the last mapped row so the stage's byte
-// count is complete.
+// into the swizzled stage tile sX by cp.async (LDGSTS) in 16-byte chunks (the swizzle permutes
+// whole chunks), by the four warps of the producer warpgroup, 32 rows per pass: each lane looks up
+// one row's page, then the warp copies the pass's rows with consecutive lanes on consecutive
+// chunks of a row (coalesced reads), each row's address passed by shuffle. A warp takes one pass
+// of a 128-row stage; with fewer passes than warps, the warps of a pass split its chunks. Rows past
+// the page table (beyond k_len: masked / zeroed by the consumers) copy the last mapped row. Each
+// lane's copies then arrive on `bar` as they land (cp.async.mbarrier.arrive raises the barrier's
+// pending count at issue, so the caller must hold the phase open until every lane has issued).
 template <int kBlockN, class Element, class SmemTile>
 __device__ __forceinline__ void gather_paged_rows(Element const* base, int64_t page_stride,
                                                   int64_t row_stride, const int32_t* page_table,
                                                   AttnParams const& attn, int key0, SmemTile sX,
                                                   uint64_t* bar) {
   constexpr int kChunks = decltype(size<1>(sX))::value / 8;  // 16-byte chunks per row
+  constexpr int kWarps = 4, kPasses = kBlockN / 32;
+  constexpr int kSplit = kPasses >= kWarps ? 1 : kWarps / kPasses;  // warps per pass
+  static_assert(kBlockN % 32 == 0 && kChunks % kSplit == 0);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32 % kWarps;
   const int cap = attn.page_table_cols * attn.page_size;
+  // Chunk t of a pass goes to the swizzled offset of (row, chunk) within the pass's 32 rows: a
+  // pass starts on a whole number of swizzle atoms, so only that offset carries the swizzle.
+  auto const* x0 = &sX(0, 0);
 #pragma unroll 1
-  for (int r = threadIdx.x % 32; r < kBlockN; r += 32) {
-    const int key = min(key0 + r, cap - 1);
-    const int page = page_table[key / attn.page_size];
-    Element const* src = base + page * page_stride + (key % attn.page_size) * row_stride;
-#pragma unroll 1
-    for (int c = 0; c < kChunks; ++c) {
-      SM90_BULK_COPY_G2S::copy(src + c * 8, bar, &sX(r, c * 8), 16);  // swizzle keeps chunks whole
+  for (int pass = warp / kSplit; pass < kPasses; pass += kWarps / kSplit) {
+    const int key = min(key0 + 32 * pass + lane, cap - 1);
+    const int page = key / attn.page_size;
+    const uint64_t src = reinterpret_cast<uint64_t>(
+        base + page_table[page] * page_stride + (key - page * attn.page_size) * row_stride);
+    auto* dst0 = &sX(32 * pass, 0);
+#pragma unroll 2
+    for (int t = warp % kSplit; t < kChunks; t += kSplit) {
+      const unsigned i = lane + 32 * t, r = i / kChunks, c = i % kChunks;
+      auto const* from = reinterpret_cast<uint128_t const*>(__shfl_sync(~0u, src, r)) + c;
+      SM80_CP_ASYNC_CACHEGLOBAL<uint128_t>::copy(
+          *from, *reinterpret_cast<uint128_t*>(dst0 + (&sX(r, c * 8) - x0)));
     }
   }
+  cutlass::arch::cpasync_barrier_arrive(bar);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -546,10 +563,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   if (wg == 0) {
     // ------------------------------------------------------------------ producer
     cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegs>();
-    // Thread 0 issues every TMA load and drives the pipelines. The gather kernel (paged KV whose
-    // pages do not hold whole 8-row swizzle-atom blocks) loads K/V with the whole first warp.
+    // Thread 0 issues every TMA load and drives the pipelines. The gather kernel (paged KV,
+    // fwd_paged_gather) loads K/V with the whole warpgroup.
     const bool leader = threadIdx.x == 0;
-    if (leader || (Traits::kGather && threadIdx.x < 32)) {
+    if (leader || Traits::kGather) {
       PipelineState wr = cutlass::make_producer_start_state<Pipeline>();  // next V (and K) stage
       PipelineState wr_k = wr;  // kKAhead: the next K stage
       // Persistent: every tile is announced to the consumers, through ss.tile[b] (its work,
@@ -623,27 +640,36 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         // K (is_v false) or V of key block n into stage st.
         auto load_kv = [&](int n, bool is_v, const PipelineState& st) {
           if constexpr (Traits::kGather) {
-            // Not every page starts on an 8-row swizzle-atom boundary of the stage tile, where a
-            // TMA box would have to start, so the warp gathers the K/V rows. The leader's acquire
-            // waits for the consumers to free a stage and arms its barrier with the stage's
-            // bytes; the lanes copy after it.
+            // Pages that do not start on an 8-row swizzle-atom boundary of the stage tile, where a
+            // TMA box would have to start, or that would take more than 4 boxes per stage column
+            // (fwd_paged_gather): the producer warpgroup gathers the K/V rows. Each
+            // thread waits for the consumers to free the stage; the leader's acquire also arms
+            // the stage's barrier with its bytes, which holds the phase open while the threads
+            // issue; once all have (named barrier 1), the leader completes those bytes, and the
+            // phase ends with the last copy.
             const int32_t* pt = attn.page_table + batch * attn.page_table_batch_stride;
-            Element const* k_base =
-                static_cast<Element const*>(attn.k) + w.head_kv * attn.k_head_stride;
-            Element const* v_base =
-                static_cast<Element const*>(attn.v) + w.head_kv * attn.v_head_stride;
+            auto gather = [&](auto& pipe, Element const* base, int64_t page_stride,
+                              int64_t row_stride, auto sX, uint32_t bytes) {
+              pipe.producer_acquire(st);
+              uint64_t* bar = pipe.producer_get_barrier(st);
+              gather_paged_rows<kBlockN>(base, page_stride, row_stride, pt, attn, n * kBlockN, sX,
+                                         bar);
+              cutlass::arch::NamedBarrier::sync(128, 1);
+              if (leader) {
+                asm volatile("mbarrier.complete_tx.relaxed.cta.shared::cta.b64 [%0], %1;" ::"r"(
+                                 cute::cast_smem_ptr_to_uint(bar)),
+                             "r"(bytes)
+                             : "memory");
+              }
+            };
             if (!is_v) {
-              if (leader) pipe_k.producer_acquire(st);
-              __syncwarp();
-              gather_paged_rows<kBlockN>(k_base, attn.k_batch_stride, attn.k_row_stride, pt, attn,
-                                         n * kBlockN, sK(_, _, st.index()),
-                                         pipe_k.producer_get_barrier(st));
+              gather(pipe_k, static_cast<Element const*>(attn.k) + w.head_kv * attn.k_head_stride,
+                     attn.k_batch_stride, attn.k_row_stride, sK(_, _, st.index()),
+                     Traits::kTmaBytesK);
             } else {
-              if (leader) pipe_v.producer_acquire(st);
-              __syncwarp();
-              gather_paged_rows<kBlockN>(v_base, attn.v_batch_stride, attn.v_row_stride, pt, attn,
-                                         n * kBlockN, sV(_, _, st.index()),
-                                         pipe_v.producer_get_barrier(st));
+              gather(pipe_v, static_cast<Element const*>(attn.v) + w.head_kv * attn.v_head_stride,
+                     attn.v_batch_stride, attn.v_row_stride, sV(_, _, st.index()),
+                     Traits::kTmaBytesV);
             }
           } else if (p.kv_row_groups) {
             // Paged, page_size % kBlockN != 0: kBlockN / kv_box_rows boxes per stage, each from
@@ -923,6 +949,16 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     }
     return s;
   };
+  // The gather kernel's K / V land by cp.async, writes of the generic proxy, and the GEMMs read
+  // them through the async proxy: a proxy fence after each wait on a stage's barrier.
+  auto wait_k = [&](PipelineState const& st) {
+    pipe_k.consumer_wait(st);
+    if constexpr (Traits::kGather) cutlass::arch::fence_view_async_shared();
+  };
+  auto wait_v = [&](PipelineState const& st) {
+    pipe_v.consumer_wait(st);
+    if constexpr (Traits::kGather) cutlass::arch::fence_view_async_shared();
+  };
   // Key block n straddles k_len and the V rows past it were loaded from memory that may hold
   // anything (seqused_k / paged / the next sequence of varlen keys): P is 0 there, but 0 * NaN is
   // NaN inside the MMA, so clear them. Each warpgroup writes the same zeros before its own P V.
@@ -1170,7 +1206,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         // Prologue: S of the first (highest) block, softmax, P.
         int n = n_max - 1;
         Tensor tSrS = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
-        pipe_k.consumer_wait(rd);
+        wait_k(rd);
         turn_wait();
         detail::wg_gemm<true, -1>(mma_s, tSrQb, tSrK(_, _, _, rd.index()), tSrS);
         turn_pass();
@@ -1190,8 +1226,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         ++rd;
         for (n = n_max - 2; n >= n_min; --n) {
           Tensor tSrS2 = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
-          pipe_k.consumer_wait(rd);
-          pipe_v.consumer_wait(rd_v);
+          wait_k(rd);
+          wait_v(rd_v);
           clear_v_tail(n_v, rd_v.index(), w.k_len);
           turn_wait();
           detail::wg_gemm<true, -1>(mma_s, tSrQb, tSrK(_, _, _, rd.index()), tSrS2);
@@ -1216,7 +1252,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
           ++rd;
         }
         // Tail: the last P V.
-        pipe_v.consumer_wait(rd_v);
+        wait_v(rd_v);
         clear_v_tail(n_v, rd_v.index(), w.k_len);
         turn_wait();
         Tensor tOrPa = make_tensor(tOrP.data(), detail::acc_as_a_operand(tOrP.layout()));
@@ -1243,7 +1279,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       softmax.init();
       for (int n = n_max - 1; n >= n_min; --n) {
         Tensor tSrS = partition_fragment_C(mma_s, select<0, 1>(typename Traits::TileShapeS{}));
-        pipe_k.consumer_wait(rd);
+        wait_k(rd);
         detail::wg_gemm<true, 0>(mma_s, tSrQb, tSrK(_, _, _, rd.index()), tSrS);
         pipe_k.consumer_release(rd);
         last_s_done(n);
@@ -1255,7 +1291,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         Tensor tOrP1 = make_tensor_like<Element>(tSrS);
         detail::convert_frag(tSrS, tOrP1);
         Tensor tOrPa = make_tensor(tOrP1.data(), detail::acc_as_a_operand(tOrP1.layout()));
-        pipe_v.consumer_wait(rd);
+        wait_v(rd);
         clear_v_tail(n, rd.index(), w.k_len);
         detail::wg_gemm<false, 0>(mma_o, tOrPa, tOrV(_, _, _, rd.index()), tOrO);
         v_held = rd;

@@ -1,6 +1,8 @@
 // Host side of the sm90 forward kernel: TMA descriptors from AttnParams strides, launch, and the
 // per-(dtype, head_dim) variant dispatch used by the instantiation units.
 #pragma once
+#include <cstdlib>
+#include <cstring>
 
 #include <cuda_runtime.h>
 
@@ -18,6 +20,29 @@
 #include "sm90/variant_dispatch.h"
 
 namespace fa4::sm90 {
+
+// Paged KV whose pages are not whole key blocks: the gather kernel (cp.async by the producer
+// warpgroup) or TMA row boxes (only where page_size % 8 == 0) of fwd_kv_box_rows rows. The gather
+// costs about the same for every page size (~250 TFLOP/s at d 128, ~290 at d 256, ~165 at d 64);
+// the TMA unit costs about the same per box whatever its rows, so boxes win only where a stage
+// takes few: at most 4 per column slab of the stage (H100, causal 4k, bench/paged_cost.py, boxes /
+// gather: d 128 page 32 (4 boxes) 296 / 251, page 16 (8) 224 / 248; d 256 page 16 (4) 344 / 295,
+// page 8 (8) 230 / 290; d 64 page 32 (4) 179 / 166, page 16 (8) 137 / 161 TFLOP/s).
+// FA4_FWD_PAGED_PATH=gather / boxes overrides the rule (A/B; boxes where page_size % 8 == 0).
+inline int fwd_kv_box_rows(int page_size, int block_n) {  // largest power of two <= 64 dividing both
+  int rows = 8;
+  while (rows < 64 && page_size % (2 * rows) == 0 && block_n % (2 * rows) == 0) rows *= 2;
+  return rows;
+}
+inline bool fwd_paged_gather(const AttnParams& a, int block_n) {
+  if (!a.paged() || a.page_size % block_n == 0) return false;
+  if (a.page_size % 8 != 0) return true;
+  if (const char* env = std::getenv("FA4_FWD_PAGED_PATH"); env != nullptr) {
+    if (std::strcmp(env, "gather") == 0) return true;
+    if (std::strcmp(env, "boxes") == 0) return false;
+  }
+  return block_n / fwd_kv_box_rows(a.page_size, block_n) > 4;
+}
 
 // tile_counter: a zeroed int for the kTileCounter kernels (nullptr: they walk a fixed order).
 template <class Traits>
@@ -61,17 +86,15 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream, int* tile_count
                           Shape<Int<kBlockN>, Int<kHeadDimV>>{}, _1{});
   p.tma_o = make_tma_copy(SM90_TMA_STORE{}, mO, typename Traits::SmemLayoutO{},
                           Shape<_64, Int<kHeadDimV>>{}, _1{});  // one warpgroup's rows
-  // Paged KV with page_size % kBlockN != 0 (and % 8 == 0, else the gather kernel runs): the
-  // producer loads each stage as boxes of kv_box_rows rows, the largest power of two <= 64 that
-  // divides page_size and kBlockN. The TMA unit costs about the same per box whatever its rows
-  // (8-row boxes ran every page size from 8 to 64 at ~117 TFLOP/s where unpaged runs 406, H100),
-  // so fewer, taller boxes. The kernel keeps 8-row copy types; only the descriptors' box differs.
+  // Paged KV with page_size % kBlockN != 0 where the gather kernel does not run
+  // (fwd_paged_gather): the producer loads each stage as boxes of kv_box_rows rows, the largest
+  // power of two <= 64 that divides page_size and kBlockN. The TMA unit costs about the same per
+  // box whatever its rows (8-row boxes ran every page size from 8 to 64 at ~117 TFLOP/s where
+  // unpaged runs 406, H100), so fewer, taller boxes. The kernel keeps 8-row copy types; only the
+  // descriptors' box differs.
   p.kv_row_groups = !Traits::kGather && a.paged() && a.page_size % kBlockN != 0;
   if (p.kv_row_groups) {
-    p.kv_box_rows = Traits::kRowGroup;
-    while (p.kv_box_rows < 64 && a.page_size % (2 * p.kv_box_rows) == 0 &&
-           kBlockN % (2 * p.kv_box_rows) == 0)
-      p.kv_box_rows *= 2;
+    p.kv_box_rows = fwd_kv_box_rows(a.page_size, kBlockN);
     p.tma_k_rows = make_tma_copy(SM90_TMA_LOAD{}, mK, typename Traits::SmemLayoutKRows{},
                                  Shape<Int<Traits::kRowGroup>, Int<kHeadDim>>{}, _1{});
     p.tma_v_rows = make_tma_copy(SM90_TMA_LOAD{}, mV, typename Traits::SmemLayoutVRows{},
@@ -148,10 +171,10 @@ cudaError_t launch_fwd(const AttnParams& a, cudaStream_t stream, int* tile_count
 template <class Element, int kHeadDim, int kHeadDimV, int kBlockN, int kStages, bool kOverlap,
           bool kPingPong, int kLongWG, int kShortWG, int kShortBlockN, class F>
 auto with_fwd_traits(const AttnParams& a, F&& f) {
-  if (a.paged() && a.page_size % 8 != 0) {
-    // Pages that do not hold whole 8-row blocks: the gather kernel, built with the local mask
-    // path only (it also serves causal-free, window-free masks) and packed GQA taken or not at
-    // run time, to keep the build small.
+  static_assert(kBlockN % 32 == 0, "the gather's 32-row passes");
+  if (fwd_paged_gather(a, kBlockN)) {
+    // The gather kernel, built with the local mask path only (it also serves causal-free,
+    // window-free masks) and packed GQA taken or not at run time, to keep the build small.
     auto gather = [&](auto softcap) {
       return f(FwdTraits<Element, kHeadDim, kHeadDimV, kBlockN, kStages, true,
                          decltype(softcap)::value, kDefaultRescale, kDefaultPolyPer8, kOverlap,
