@@ -73,6 +73,21 @@ def unpaged(pages, table, i, length):
     return pages[table[i].long()].reshape(-1, *pages.shape[2:])[:length][None]
 
 
+def check_paged_sequences(out, q, cu_q, k_pages, v_pages, table, lens_k, lse=None, **ref_kwargs):
+    """Each sequence's rows of out (and lse) against the references over its unpaged keys."""
+    for i in range(len(lens_k)):
+        rows = slice(int(cu_q[i]), int(cu_q[i + 1]))
+        if rows.start == rows.stop:
+            continue
+        k, v = unpaged(k_pages, table, i, lens_k[i]), unpaged(v_pages, table, i, lens_k[i])
+        qi = q[rows][None]
+        ref, ref_lse = attention_ref(qi, k, v, compute_dtype=torch.float32, **ref_kwargs)
+        low, _ = attention_ref(qi, k, v, compute_dtype=torch.bfloat16, **ref_kwargs)
+        assert_tolerance(f"out[{i}]", out[rows][None], ref, low, atol=1e-3)
+        if lse is not None:
+            assert max_err(lse[:, rows], ref_lse[0]) <= 1e-2
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("dims", DIMS, ids=lambda d: f"d{d[0]}v{d[1]}")
 @pytest.mark.parametrize("mask", list(MASKS))
@@ -149,12 +164,8 @@ def check_paged(page_size, d, d_v, causal, softcap):
     out = run_or_skip_unimplemented(lambda: fa.flash_attn_varlen_func(
         q, k_pages, v_pages, cu_q, None, sq, None, causal=causal, softcap=softcap, seqused_k=used_k,
         page_table=table), "cuda")
-    for i in range(b):
-        k, v = unpaged(k_pages, table, i, lens_k[i]), unpaged(v_pages, table, i, lens_k[i])
-        qi = q[i * sq:(i + 1) * sq][None]
-        ref, _ = attention_ref(qi, k, v, causal=causal, softcap=softcap, compute_dtype=torch.float32)
-        low, _ = attention_ref(qi, k, v, causal=causal, softcap=softcap, compute_dtype=torch.bfloat16)
-        assert_tolerance(f"out[{i}]", out[i * sq:(i + 1) * sq][None], ref, low, atol=1e-3)
+    check_paged_sequences(out, q, cu_q, k_pages, v_pages, table, lens_k, causal=causal,
+                          softcap=softcap)
 
 
 # d <= 128 runs a persistent grid (one CTA per SM walking tiles; with a causal / local mask they
@@ -183,15 +194,8 @@ def test_fwd_persistent_walk(page_size, d, mask, longest):
     sink = torch.randn(hq, device="cuda")
     out = fa.flash_attn_varlen_func(q, k_pages, v_pages, cu_q, None, max(lens_q), None,
                                     seqused_k=used_k, page_table=table, learnable_sink=sink, **mask)
-    for i in range(b):
-        if lens_q[i] == 0:
-            continue
-        k, v = unpaged(k_pages, table, i, lens_k[i]), unpaged(v_pages, table, i, lens_k[i])
-        rows = slice(int(cu_q[i]), int(cu_q[i + 1]))
-        qi = q[rows][None]
-        ref, _ = attention_ref(qi, k, v, learnable_sink=sink, compute_dtype=torch.float32, **mask)
-        low, _ = attention_ref(qi, k, v, learnable_sink=sink, compute_dtype=torch.bfloat16, **mask)
-        assert_tolerance(f"out[{i}]", out[rows][None], ref, low, atol=1e-3)
+    check_paged_sequences(out, q, cu_q, k_pages, v_pages, table, lens_k, learnable_sink=sink,
+                          **mask)
 
 
 # d = 64 with a causal / window mask runs three warpgroups (one tile per CTA) from 8192 query rows;
@@ -294,7 +298,7 @@ def test_fwd_pack_gqa_bitwise_unpacked(d, mask, seqlens):
 def test_fwd_pack_gqa_decode_paged(page_size, causal, lens_q, num_splits):
     torch.manual_seed(0)
     lens_k = [700, 5, 2000, 33]
-    b, hq, hkv, d = len(lens_q), 32, 4, 128
+    hq, hkv, d = 32, 4, 128
     table, k_pages, v_pages, used_k = paged_cache(lens_k, page_size, hkv, d, d)
     q = torch.randn(sum(lens_q), hq, d, device="cuda", dtype=torch.bfloat16)
     cu_q = make_cu_seqlens(lens_q, "cuda")
@@ -303,18 +307,8 @@ def test_fwd_pack_gqa_decode_paged(page_size, causal, lens_q, num_splits):
                                          causal=causal, seqused_k=used_k, page_table=table,
                                          learnable_sink=sink, return_lse=True,
                                          num_splits=num_splits)
-    for i in range(b):
-        if lens_q[i] == 0:
-            continue
-        k, v = unpaged(k_pages, table, i, lens_k[i]), unpaged(v_pages, table, i, lens_k[i])
-        rows = slice(int(cu_q[i]), int(cu_q[i + 1]))
-        qi = q[rows][None]
-        ref, ref_lse = attention_ref(qi, k, v, causal=causal, learnable_sink=sink,
-                                     compute_dtype=torch.float32)
-        low, _ = attention_ref(qi, k, v, causal=causal, learnable_sink=sink,
-                               compute_dtype=torch.bfloat16)
-        assert_tolerance(f"out[{i}]", out[rows][None], ref, low, atol=1e-3)
-        assert max_err(lse[:, rows], ref_lse[0]) <= 1e-2
+    check_paged_sequences(out, q, cu_q, k_pages, v_pages, table, lens_k, lse=lse, causal=causal,
+                          learnable_sink=sink)
 
 
 # Split-KV (num_splits): each tile's key blocks divided among CTAs, their fp32 partial O / lse
