@@ -347,3 +347,49 @@ def test_command_line_records_fa4_environment(monkeypatch):
     assert metadata.command_line() == "python -m flash_attn4.bench --kv-heads 1"
     monkeypatch.setenv("FA4_BWD_HEAD_SPLITS", "4")
     assert metadata.command_line() == "FA4_BWD_HEAD_SPLITS=4 python -m flash_attn4.bench --kv-heads 1"
+
+
+# --- the paged variant ----------------------------------------------------------------------------
+
+def test_paged_provider_is_opt_in_and_its_page_size_checked():
+    from flash_attn4.bench import __main__ as cli
+
+    assert "fa4_paged" not in cli.parse_args([]).providers
+    assert "fa4_paged" in cli.parse_args(["--providers", "all"]).providers
+    assert cli.parse_args([]).page_size == config.DEFAULT_PAGE_SIZE
+    assert cli.parse_args(["--page-size", "3"]).page_size == 3
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--page-size", "0"])
+    providers = pytest.importorskip("flash_attn4.bench.providers")
+    paged = providers.make_providers(("fa4_paged",), (128,), page_size=5)[0]
+    assert paged.skip_reason(config.Cell("fwd", True, 128, 1024)) is None
+    assert paged.skip_reason(config.Cell("bwd", True, 128, 1024))  # paged KV has no backward
+
+
+@pytest.mark.parametrize("page_size", [1, 5, 16, 64])
+@pytest.mark.parametrize("causal", [False, True])
+def test_paged_provider_computes_what_fa4_does(page_size, causal):
+    """The paged copy and its page table address the same keys: on the CPU op, fa4_paged's output
+    equals fa4's on the unpaged K / V (GQA, a ragged last page, fewer queries than keys)."""
+    torch = pytest.importorskip("torch")
+    providers = pytest.importorskip("flash_attn4.bench.providers")
+    import flash_attn4
+
+    gen = torch.Generator().manual_seed(page_size)
+    q = torch.randn(3, 37, 4, 32, generator=gen)
+    k, v = (torch.randn(3, 53, 2, 32, generator=gen) for _ in range(2))
+    run = providers.make_providers(("fa4_paged",), (128,), page_size=page_size)[0].build(q, k, v, causal)
+    expected = flash_attn4.flash_attn_func(q, k, v, causal=causal)
+    torch.testing.assert_close(run(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_variant_failures_count_as_ours():
+    from flash_attn4.bench.config import Cell
+
+    cell = results.CellResult(Cell("fwd", False, 128, 1024))
+    cell.results["fa4"] = results.ProviderResult(results.OK, 1.0, 100.0)
+    cell.results["fa4_paged"] = results.ProviderResult(results.FAILED, reason="wrong result")
+    cell.results["flex"] = results.ProviderResult(results.FAILED, reason="compile error")
+    ours, peers = report.problems([cell])
+    assert [line.split()[0] for line in ours] == ["fa4_paged"]
+    assert [line.split()[0] for line in peers] == ["flex"]

@@ -54,8 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"comma-separated (default {','.join(map(str, config.DEFAULT_SEQLENS))})")
     p.add_argument("--causal", choices=("both", "no", "yes"), default="both")
     p.add_argument("--mode", choices=("fwd", "bwd", "both"), default="both")
-    p.add_argument("--providers", type=_providers, default=config.PROVIDERS,
-                   help=f"'all' or a comma-separated subset of {','.join(config.PROVIDERS)}")
+    p.add_argument("--providers", type=_providers, default=config.DEFAULT_PROVIDERS,
+                   help=f"'all' or a comma-separated subset of {','.join(config.PROVIDERS)} "
+                        f"(default: all but fa4_paged)")
     p.add_argument("--kv-heads", type=int, default=None,
                    help="K / V heads (GQA / MQA; must divide 2048 / head_dim; default: one per "
                         "query head). The peers get K / V repeated over each group")
@@ -67,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-splits", type=int, default=1,
                    help="fa4's num_splits (split-KV; 0: automatic, 1: none; default 1, "
                         "flash-attn's default)")
+    p.add_argument("--page-size", type=int, default=config.DEFAULT_PAGE_SIZE,
+                   help=f"keys per page of fa4_paged's K / V cache (default "
+                        f"{config.DEFAULT_PAGE_SIZE})")
     p.add_argument("--flex-head-dims", type=_int_list, default=config.DEFAULT_FLEX_HEAD_DIMS,
                    help="head dims flex runs on (default 128: it compiles for every cell)")
     p.add_argument("--quick", action="store_true",
@@ -95,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.cooldown = QUICK_COOLDOWN_S if args.quick else COOLDOWN_S
     if args.cooldown < 0:
         p.error(f"--cooldown must be >= 0 seconds, got {args.cooldown:g}")
-    for name in ("kv_heads", "batch", "seqlen_q"):
+    for name in ("kv_heads", "batch", "seqlen_q", "page_size"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -145,13 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_splits < 0:
         log(f"--num-splits must be >= 0, got {args.num_splits}")
         return 2
-    providers = make_providers(args.providers, args.flex_head_dims, args.num_splits)
+    providers = make_providers(args.providers, args.flex_head_dims, args.num_splits, args.page_size)
     meta = metadata.collect(now)
     meta.update(dtype=args.dtype, timer=timer_description(), bwd_timing=BWD_TIMING,
                 warmup_ms=args.warmup, rep_ms=args.rep, cooldown_s=args.cooldown,
                 providers=list(args.providers),
                 flex_head_dims=list(args.flex_head_dims), kv_heads=args.kv_heads,
-                batch=args.batch, seqlen_q=args.seqlen_q, num_splits=args.num_splits)
+                batch=args.batch, seqlen_q=args.seqlen_q, num_splits=args.num_splits,
+                page_size=args.page_size if "fa4_paged" in args.providers else None)
     log(f"{meta['gpu']} | torch {meta['torch']} CUDA {meta['cuda']} cuDNN {meta['cudnn']} "
         f"triton {meta['triton']} | flash_attn4 {meta['flash_attn4']}")
     log(f"{len(cells)} cells x {len(providers)} providers, {args.dtype}, "

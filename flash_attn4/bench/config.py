@@ -14,11 +14,13 @@ MODEL_DIM = 2048
 BWD_FLOPS_FACTOR = 2.5  # backward runs 5 matmuls (QKᵀ recomputed, dV, dP, dQ, dK), forward 2
 
 # Column order of the tables (the ANCHORS.md order), and their labels.
-PROVIDERS: tuple[str, ...] = ("fa4", "fa4_det", "fa4_nopack", "sdpa_cudnn", "sdpa_flash", "flex", "sdpa_efficient")
+PROVIDERS: tuple[str, ...] = ("fa4", "fa4_det", "fa4_nopack", "fa4_paged", "sdpa_cudnn", "sdpa_flash",
+                              "flex", "sdpa_efficient")
 LABELS: dict[str, str] = {
     "fa4": "fa4",
     "fa4_det": "fa4(deterministic)",
     "fa4_nopack": "fa4(pack_gqa=False)",
+    "fa4_paged": "fa4(paged KV)",
     "sdpa_cudnn": "sdpa_cudnn",
     "sdpa_flash": "sdpa_flash(FA2)",
     "flex": "flex(triton)",
@@ -26,7 +28,11 @@ LABELS: dict[str, str] = {
 }
 OURS = "fa4"
 # Our own variants: shown next to OURS, never counted as a peer.
-OUR_VARIANTS: tuple[str, ...] = ("fa4_det", "fa4_nopack")
+OUR_VARIANTS: tuple[str, ...] = ("fa4_det", "fa4_nopack", "fa4_paged")
+# What runs without --providers: all but the paged variant, which answers another question (what
+# paging the K / V cache costs) and is asked for by name.
+DEFAULT_PROVIDERS: tuple[str, ...] = tuple(p for p in PROVIDERS if p != "fa4_paged")
+DEFAULT_PAGE_SIZE = 16
 CUDNN = "sdpa_cudnn"
 
 DEFAULT_HEAD_DIMS = (64, 128, 256)

@@ -33,7 +33,7 @@ def _triton_version() -> str | None:
 
 # Environment variables that change what fa4 runs (not its results beyond summation order).
 FA4_ENV = ("FA4_BWD_HEAD_SPLITS", "FA4_BWD_SERIAL_MAIN", "FA4_BWD_SERIAL_CONVERT",
-           "FA4_BWD_ZERO_DQ_ACCUM")
+           "FA4_BWD_ZERO_DQ_ACCUM", "FA4_FWD_PAGED_PATH")
 
 
 def command_line() -> str:

@@ -19,7 +19,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import flash_attn4
 
-from .config import Cell
+from .config import DEFAULT_PAGE_SIZE, Cell
 
 Run = Callable[[], torch.Tensor]
 
@@ -68,6 +68,35 @@ def _build_fa4(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
                                                pack_gqa=pack_gqa, num_splits=num_splits)
 
 
+def _build_fa4_paged(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+                     page_size: int, num_splits: int = 1) -> Run:
+    """fa4 reading K / V from a paged cache: each sequence's keys copied into pages of page_size
+    keys (the last one padded) placed in a random order, addressed through
+    flash_attn_varlen_func's page_table with the key lengths in seqused_k. The copy happens here,
+    outside the timed region. Forward only (paged KV has no backward)."""
+    batch, seqlen_q, heads, head_dim = q.shape
+    seqlen_k, kv_heads = k.shape[1], k.shape[2]
+    pages = -(-seqlen_k // page_size)
+    order = torch.randperm(batch * pages, generator=torch.Generator().manual_seed(0)).to(k.device)
+
+    def paginate(x: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(x.detach(), (0, 0, 0, 0, 0, pages * page_size - seqlen_k))
+        paged = torch.empty((batch * pages, page_size, kv_heads, x.shape[3]), dtype=x.dtype,
+                            device=x.device)
+        paged[order] = padded.reshape(batch * pages, page_size, kv_heads, x.shape[3])
+        return paged
+
+    k_pages, v_pages = paginate(k), paginate(v)
+    table = order.view(batch, pages).to(torch.int32)  # page j of sequence i is k_pages[table[i, j]]
+    seqused_k = torch.full((batch,), seqlen_k, dtype=torch.int32, device=k.device)
+    cu_seqlens_q = torch.arange(0, (batch + 1) * seqlen_q, seqlen_q, dtype=torch.int32,
+                                device=q.device)
+    q_packed = q.detach().reshape(batch * seqlen_q, heads, head_dim)
+    return lambda: flash_attn4.flash_attn_varlen_func(
+        q_packed, k_pages, v_pages, cu_seqlens_q, None, seqlen_q, None, causal=causal,
+        seqused_k=seqused_k, page_table=table, num_splits=num_splits).view(batch, seqlen_q, heads, -1)
+
+
 def _build_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> Run:
     qt, kt, vt = _to_bhsd(*expand_kv(q, k, v))
     return lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal).transpose(1, 2)
@@ -93,8 +122,9 @@ def _build_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool)
 
 
 def make_providers(names: tuple[str, ...], flex_head_dims: tuple[int, ...],
-                   num_splits: int = 1) -> list[Provider]:
-    """The providers named, in the given order; fa4's forwards with `num_splits`."""
+                   num_splits: int = 1, page_size: int = DEFAULT_PAGE_SIZE) -> list[Provider]:
+    """The providers named, in the given order; fa4's forwards with `num_splits`, fa4_paged's
+    pages of `page_size` keys."""
     available = {
         "fa4": Provider("fa4", partial(_build_fa4, num_splits=num_splits)),
         # The deterministic backward (ordered dQ accumulation); its forward is fa4's.
@@ -104,6 +134,9 @@ def make_providers(names: tuple[str, ...], flex_head_dims: tuple[int, ...],
         "fa4_nopack": Provider("fa4_nopack", partial(_build_fa4, pack_gqa=False, num_splits=num_splits),
                                modes=("fwd",),
                                gqa_only=True),
+        # The K / V cache paged (what paging costs, against fa4 in the same run).
+        "fa4_paged": Provider("fa4_paged", partial(_build_fa4_paged, page_size=page_size,
+                                                   num_splits=num_splits), modes=("fwd",)),
         "sdpa_cudnn": Provider("sdpa_cudnn", _build_sdpa,
                                partial(sdpa_kernel, SDPBackend.CUDNN_ATTENTION)),
         "sdpa_flash": Provider("sdpa_flash", _build_sdpa,

@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from .config import CUDNN, LABELS, OURS, PROVIDERS
+from .config import CUDNN, LABELS, OUR_VARIANTS, OURS, PROVIDERS
 from .results import FAILED, OK, CellResult, cell_from_json
 
 DASH = "—"
@@ -106,12 +106,14 @@ def markdown_clock_table(cells: list[CellResult]) -> str:
 
 
 def problems(cells: list[CellResult]) -> tuple[list[str], list[str]]:
-    """Human-readable failures: fa4's (errors and failed correctness checks), then the peers'."""
+    """Human-readable failures: fa4's and its variants' (errors, wrong results, fa4's failed
+    correctness checks), then the peers'."""
     ours, peers = [], []
     for c in cells:
         for p, r in c.results.items():
             if r.status == FAILED:
-                (ours if p == OURS else peers).append(f"{p} failed on {c.cell.describe()}: {r.reason}")
+                mine = p == OURS or p in OUR_VARIANTS
+                (ours if mine else peers).append(f"{p} failed on {c.cell.describe()}: {r.reason}")
         if c.check is not None and not c.check.ok:
             errs = ", ".join(f"{k}={v:.2e}" for k, v in c.check.rel_l2.items())
             ours.append(f"fa4 WRONG on {c.cell.describe()}: rel L2 {errs} > {c.check.limit:.0e}")
@@ -140,6 +142,10 @@ def markdown_report(metadata: dict, cells: list[CellResult]) -> str:
                      f", batch {meta.get('batch') or '16384 / seqlen'}{queries}; the peers get K / V "
                      "repeated over each GQA group (outside the timed region; their backward "
                      "includes the sum over the group).")
+    if meta.get("page_size") is not None:
+        lines.append(f"`fa4(paged KV)`: the forward with K / V copied into pages of "
+                     f"{meta['page_size']} keys in random order, read through "
+                     "`flash_attn_varlen_func`'s page_table (copy outside the timed region).")
     if "flex" in meta.get("providers", ()):
         lines.append(f"`flex(triton)` runs on head_dim {meta.get('flex_head_dims')} only "
                      "(one torch.compile per cell; --flex-head-dims).")

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from .config import CUDNN, OURS, Cell, tflops
+from .config import CUDNN, OUR_VARIANTS, OURS, Cell, tflops
 from .correctness import GPU_REFERENCE, check, gpu_reference
 from .gpu_state import Sampler
 from .providers import Provider, Run
@@ -130,13 +130,21 @@ def run_cell(cell: Cell, providers: list[Provider], dtype: torch.dtype, warmup_m
                for s in (shape, kv_shape, kv_shape))
     dout = torch.randn(shape, device="cuda", dtype=dtype) if bwd else None
     cell_result = CellResult(cell)
+    reference = None  # (out, grads) in float32, computed once for fa4 and its variants
     for provider in providers:
         result, outputs = measure(provider, cell, q, k, v, dout, warmup_ms, rep_ms, cooldown_s)
+        if outputs is not None and (provider.name == OURS or provider.name in OUR_VARIANTS):
+            if reference is None:
+                reference = gpu_reference(q, k, v, cell.causal, dout)
+            verdict = check(outputs[0], outputs[1], *reference, GPU_REFERENCE)
+            if provider.name == OURS:
+                cell_result.check = verdict
+            elif not verdict.ok:  # a variant's number means nothing if its result is wrong
+                errs = ", ".join(f"{name}={err:.2e}" for name, err in verdict.rel_l2.items())
+                result = ProviderResult(FAILED, reason=f"wrong result: rel L2 {errs} > "
+                                                       f"{verdict.limit:.0e}")
         cell_result.results[provider.name] = result
-        if provider.name == OURS and outputs is not None:
-            ref_out, ref_grads = gpu_reference(q, k, v, cell.causal, dout)
-            cell_result.check = check(outputs[0], outputs[1], ref_out, ref_grads, GPU_REFERENCE)
-        del outputs  # free fa4's kept outputs before the next provider
+        del outputs  # free the kept outputs before the next provider
         log(_progress_line(provider.name, result, cell_result))
     if OURS in cell_result.results:
         log(_ratio_line(cell_result))
