@@ -115,8 +115,7 @@ def problems(cells: list[CellResult]) -> tuple[list[str], list[str]]:
                 mine = p == OURS or p in OUR_VARIANTS
                 (ours if mine else peers).append(f"{p} failed on {c.cell.describe()}: {r.reason}")
         if c.check is not None and not c.check.ok:
-            errs = ", ".join(f"{k}={v:.2e}" for k, v in c.check.rel_l2.items())
-            ours.append(f"fa4 WRONG on {c.cell.describe()}: rel L2 {errs} > {c.check.limit:.0e}")
+            ours.append(f"fa4 WRONG on {c.cell.describe()}: {c.check.describe()}")
     return ours, peers
 
 

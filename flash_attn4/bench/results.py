@@ -38,6 +38,10 @@ class Check:
     def ok(self) -> bool:
         return all(err <= self.limit for err in self.rel_l2.values())
 
+    def describe(self) -> str:
+        errs = ", ".join(f"{name}={err:.2e}" for name, err in self.rel_l2.items())
+        return f"rel L2 {errs} > {self.limit:.0e}"
+
 
 @dataclass
 class CellResult:

@@ -140,9 +140,7 @@ def run_cell(cell: Cell, providers: list[Provider], dtype: torch.dtype, warmup_m
             if provider.name == OURS:
                 cell_result.check = verdict
             elif not verdict.ok:  # a variant's number means nothing if its result is wrong
-                errs = ", ".join(f"{name}={err:.2e}" for name, err in verdict.rel_l2.items())
-                result = ProviderResult(FAILED, reason=f"wrong result: rel L2 {errs} > "
-                                                       f"{verdict.limit:.0e}")
+                result = ProviderResult(FAILED, reason=f"wrong result: {verdict.describe()}")
         cell_result.results[provider.name] = result
         del outputs  # free the kept outputs before the next provider
         log(_progress_line(provider.name, result, cell_result))
