@@ -394,38 +394,58 @@ struct ThreadSoftmax {
   }
 };
 
-// Keys [key0, key0 + kBlockN) of one head of paged K or V (base: the head's first element of page 0)
-// into the swizzled stage tile sX by cp.async (LDGSTS) in 16-byte chunks (the swizzle permutes
-// whole chunks), by the four warps of the producer warpgroup, 32 rows per pass: each lane looks up
-// one row's page, then the warp copies the pass's rows with consecutive lanes on consecutive
-// chunks of a row (coalesced reads), each row's address passed by shuffle. A warp takes one pass
-// of a 128-row stage; with fewer passes than warps, the warps of a pass split its chunks. Rows past
-// the page table (beyond k_len: masked / zeroed by the consumers) copy the last mapped row. Each
-// lane's copies then arrive on `bar` as they land (cp.async.mbarrier.arrive raises the barrier's
-// pending count at issue, so the caller must hold the phase open until every lane has issued).
+// Gathered stages (paged KV, fwd_paged_gather): the four warps of the producer warpgroup copy a
+// stage in passes of 32 rows, one pass per warp (kBlockN <= 128); with fewer passes than warps,
+// the warps of a pass split its chunks (kBlockN 64: two per pass; 96: the fourth warp idles).
+template <int kBlockN>
+struct GatherPasses {
+  static constexpr int kWarps = 4, kPasses = kBlockN / 32;
+  static constexpr int kSplit = kPasses >= kWarps ? 1 : kWarps / kPasses;  // warps per pass
+  static_assert(kBlockN % 32 == 0 && kPasses <= kWarps);
+  CUTE_DEVICE static int pass() { return threadIdx.x / 32 % kWarps / kSplit; }  // >= kPasses: none
+};
+
+// The key of a gathered stage that this producer thread looks up (lane l of its warp's pass: row
+// 32 * pass + l): its page-table entry and its row in the page. K and V of a block share it, and it
+// is read a block ahead, so the page-table latency overlaps the copies. Rows past the page table
+// (beyond k_len: masked / zeroed by the consumers) take the last mapped row.
+struct GatherRow {
+  int page;
+  int row;
+};
+template <int kBlockN>
+__device__ __forceinline__ GatherRow gather_locate(const int32_t* page_table,
+                                                   AttnParams const& attn, int key0) {
+  using G = GatherPasses<kBlockN>;
+  const int cap = attn.page_table_cols * attn.page_size;
+  const int key = min(key0 + 32 * min(G::pass(), G::kPasses - 1) + int(threadIdx.x % 32), cap - 1);
+  const int i = key / attn.page_size;
+  return {page_table[i], key - i * attn.page_size};
+}
+
+// A gathered stage of one head of paged K or V (base: the head's first element of page 0) into
+// the swizzled stage tile sX by cp.async (LDGSTS) in 16-byte chunks (the swizzle permutes whole
+// chunks): each warp copies its pass's rows with consecutive lanes on consecutive chunks of a row
+// (coalesced reads), each row's address shuffled from the lane that located it. Each lane's
+// copies then arrive on `bar` as they land (cp.async.mbarrier.arrive raises the barrier's pending
+// count at issue, so the caller must hold the phase open until every lane has issued).
 template <int kBlockN, class Element, class SmemTile>
 __device__ __forceinline__ void gather_paged_rows(Element const* base, int64_t page_stride,
-                                                  int64_t row_stride, const int32_t* page_table,
-                                                  AttnParams const& attn, int key0, SmemTile sX,
+                                                  int64_t row_stride, GatherRow row, SmemTile sX,
                                                   uint64_t* bar) {
+  using G = GatherPasses<kBlockN>;
   constexpr int kChunks = decltype(size<1>(sX))::value / 8;  // 16-byte chunks per row
-  constexpr int kWarps = 4, kPasses = kBlockN / 32;
-  constexpr int kSplit = kPasses >= kWarps ? 1 : kWarps / kPasses;  // warps per pass
-  static_assert(kBlockN % 32 == 0 && kChunks % kSplit == 0);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32 % kWarps;
-  const int cap = attn.page_table_cols * attn.page_size;
-  // Chunk t of a pass goes to the swizzled offset of (row, chunk) within the pass's 32 rows: a
-  // pass starts on a whole number of swizzle atoms, so only that offset carries the swizzle.
-  auto const* x0 = &sX(0, 0);
-#pragma unroll 1
-  for (int pass = warp / kSplit; pass < kPasses; pass += kWarps / kSplit) {
-    const int key = min(key0 + 32 * pass + lane, cap - 1);
-    const int page = key / attn.page_size;
-    const uint64_t src = reinterpret_cast<uint64_t>(
-        base + page_table[page] * page_stride + (key - page * attn.page_size) * row_stride);
+  static_assert(kChunks % G::kSplit == 0);
+  const int lane = threadIdx.x % 32, pass = G::pass();
+  if (pass < G::kPasses) {
+    const uint64_t src =
+        reinterpret_cast<uint64_t>(base + row.page * page_stride + row.row * row_stride);
+    // Chunk t of the pass goes to the swizzled offset of (row, chunk) within the pass's 32 rows:
+    // a pass starts on a whole number of swizzle atoms, so only that offset carries the swizzle.
+    auto const* x0 = &sX(0, 0);
     auto* dst0 = &sX(32 * pass, 0);
 #pragma unroll 2
-    for (int t = warp % kSplit; t < kChunks; t += kSplit) {
+    for (int t = threadIdx.x / 32 % G::kSplit; t < kChunks; t += G::kSplit) {
       const unsigned i = lane + 32 * t, r = i / kChunks, c = i % kChunks;
       auto const* from = reinterpret_cast<uint128_t const*>(__shfl_sync(~0u, src, r)) + c;
       SM80_CP_ASYNC_CACHEGLOBAL<uint128_t>::copy(
@@ -637,6 +657,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         // next sequence: K is masked there, V is cleared in smem (zero_v_tail).
         const bool k_varlen = attn.cu_seqlens_k != nullptr && !attn.paged();
         const int k_row0 = k_varlen && has_work ? attn.cu_seqlens_k[batch] : 0;
+        // Gather kernels: the keys this thread locates for block n (K and V), and for the next block.
+        GatherRow gather_row{}, gather_next{};
+        int gather_next_n = -1;
         // K (is_v false) or V of key block n into stage st.
         auto load_kv = [&](int n, bool is_v, const PipelineState& st) {
           if constexpr (Traits::kGather) {
@@ -647,13 +670,13 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
             // the stage's barrier with its bytes, which holds the phase open while the threads
             // issue; once all have (named barrier 1), the leader completes those bytes, and the
             // phase ends with the last copy.
+            static_assert(!Traits::kKAhead && !Traits::kEarlyK, "V(n) follows K(n) here");
             const int32_t* pt = attn.page_table + batch * attn.page_table_batch_stride;
             auto gather = [&](auto& pipe, Element const* base, int64_t page_stride,
                               int64_t row_stride, auto sX, uint32_t bytes) {
               pipe.producer_acquire(st);
               uint64_t* bar = pipe.producer_get_barrier(st);
-              gather_paged_rows<kBlockN>(base, page_stride, row_stride, pt, attn, n * kBlockN, sX,
-                                         bar);
+              gather_paged_rows<kBlockN>(base, page_stride, row_stride, gather_row, sX, bar);
               cutlass::arch::NamedBarrier::sync(128, 1);
               if (leader) {
                 asm volatile("mbarrier.complete_tx.relaxed.cta.shared::cta.b64 [%0], %1;" ::"r"(
@@ -663,9 +686,15 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
               }
             };
             if (!is_v) {
+              gather_row = n == gather_next_n ? gather_next
+                                              : gather_locate<kBlockN>(pt, attn, n * kBlockN);
               gather(pipe_k, static_cast<Element const*>(attn.k) + w.head_kv * attn.k_head_stride,
                      attn.k_batch_stride, attn.k_row_stride, sK(_, _, st.index()),
                      Traits::kTmaBytesK);
+              if (n > n_min) {  // the next block's keys, read while this block's V goes out
+                gather_next = gather_locate<kBlockN>(pt, attn, (n - 1) * kBlockN);
+                gather_next_n = n - 1;
+              }
             } else {
               gather(pipe_v, static_cast<Element const*>(attn.v) + w.head_kv * attn.v_head_stride,
                      attn.v_batch_stride, attn.v_row_stride, sV(_, _, st.index()),
