@@ -44,6 +44,18 @@ for page_size, d, causal, softcap in [(256, 128, True, 0.0), (32, 128, False, 0.
     out = fa.flash_attn_varlen_func(q, k_pages, v_pages, cu([70] * 3), None, 70, None, causal=causal,
                                     softcap=softcap, seqused_k=used_k, page_table=table)
     check(f"paged page_size {page_size} d{d} causal={causal} softcap={softcap}", out)
+# The gather kernels over more tiles than 2 per SM, an empty sequence and a keyless one among them
+# (one tile per CTA; a persistent walk of the gather was tried: PERF_NOTES, twenty-sixth session).
+lens_q, lens_k = [600, 0, 600, 130] * 4, [650, 9, 0, 600] * 4
+used_k = torch.tensor(lens_k, dtype=torch.int32, device="cuda")
+for page_size, d, causal in [(16, 128, True), (5, 64, False)]:
+    pages_per_seq = -(-max(lens_k) // page_size)
+    table = torch.randperm(16 * pages_per_seq, device="cuda").view(16, pages_per_seq).to(torch.int32)
+    k_pages, v_pages = t(16 * pages_per_seq, page_size, 2, d=d), t(16 * pages_per_seq, page_size, 2, d=d)
+    q = t(sum(lens_q), 8, d=d)
+    out = fa.flash_attn_varlen_func(q, k_pages, v_pages, cu(lens_q), None, max(lens_q), None,
+                                    causal=causal, seqused_k=used_k, page_table=table, pack_gqa=False)
+    check(f"paged gather many tiles page_size {page_size} d{d} causal={causal}", out)
 
 sms = torch.cuda.get_device_properties(0).multi_processor_count
 for d in (64, 128):

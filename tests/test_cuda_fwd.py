@@ -173,12 +173,13 @@ def check_paged(page_size, d, d_v, causal, softcap):
 # tile's last key block (tiles without keys write zeros directly), and d 192 / d_v 128 (each
 # warpgroup its own half of that stage; dense test below). Enough tiles here that every CTA takes several, with
 # an empty sequence, a keyless one, tiles a window leaves keyless, and ragged ends among them,
-# through both paged TMA paths (32-row boxes, whole-tile boxes) and the predicated O store.
+# through every paged path (32-row boxes, whole-tile boxes, and for pages 16 and 5 the cp.async
+# gather, one tile per CTA: the same sequences there) and the predicated O store.
 # At d = 64, max_seqlen_q 2100 selects the three-warpgroup (192-row) tiles without a local mask and
 # the two-warpgroup ones with one; 1500 the four-warpgroup ones (256 rows) without a local mask and
 # the two-warpgroup ones with one. Sequences whose last tile leaves whole warpgroups without rows
 # are among them.
-@pytest.mark.parametrize("page_size", [32, 256])
+@pytest.mark.parametrize("page_size", [5, 16, 32, 256])
 @pytest.mark.parametrize("d", [64, 96, 128, 192])
 @pytest.mark.parametrize("mask", [{}, dict(causal=True), dict(window_size=(300, 0))], ids=str)
 @pytest.mark.parametrize("longest", [1500, 2100])
