@@ -678,11 +678,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
               uint64_t* bar = pipe.producer_get_barrier(st);
               gather_paged_rows<kBlockN>(base, page_stride, row_stride, gather_row, sX, bar);
               cutlass::arch::NamedBarrier::sync(128, 1);
-              if (leader) {
-                asm volatile("mbarrier.complete_tx.relaxed.cta.shared::cta.b64 [%0], %1;" ::"r"(
-                                 cute::cast_smem_ptr_to_uint(bar)),
-                             "r"(bytes)
-                             : "memory");
+              if (leader) {  // (this CTA is rank 0 of its one-CTA cluster)
+                cutlass::arch::ClusterTransactionBarrier::complete_transaction(bar, 0, bytes);
               }
             };
             if (!is_v) {
