@@ -252,3 +252,26 @@ def test_negative_num_splits():
 def test_qkvpacked_shape():
     with pytest.raises(ValueError, match=r"qkv must have shape \(batch, seqlen, 3, heads, head_dim\), got \(2, 8, 2, 4, 32\)"):
         fa.flash_attn_qkvpacked_func(randn(2, 8, 2, 4, 32))
+
+
+# The CUDA kernels' A/B knobs: a value they would not recognise raises (on every device) instead of
+# being ignored; the values they take pass.
+@pytest.mark.parametrize("name,value", [("FA4_FWD_PAGED_PATH", "gathr"), ("FA4_FWD_PAGED_PATH", "1"),
+                                        ("FA4_BWD_HEAD_SPLITS", "0"), ("FA4_BWD_HEAD_SPLITS", "two"),
+                                        ("FA4_BWD_HEAD_SPLITS", "-3"), ("FA4_BWD_SERIAL_MAIN", "yes"),
+                                        ("FA4_BWD_SERIAL_CONVERT", "2"), ("FA4_BWD_ZERO_DQ_ACCUM", "true")])
+def test_env_knob_bad_value(name, value, monkeypatch):
+    monkeypatch.setenv(name, value)
+    q, k, v = batched()
+    with raises(rf"environment variable {name} must be .*got '{value}'"):
+        fwd(q, k, v)
+
+
+@pytest.mark.parametrize("name,value", [("FA4_FWD_PAGED_PATH", "gather"), ("FA4_FWD_PAGED_PATH", "boxes"),
+                                        ("FA4_FWD_PAGED_PATH", ""), ("FA4_BWD_HEAD_SPLITS", "4"),
+                                        ("FA4_BWD_SERIAL_MAIN", "1"), ("FA4_BWD_ZERO_DQ_ACCUM", "0")])
+def test_env_knob_good_value(name, value, monkeypatch):
+    monkeypatch.setenv(name, value)
+    q, k, v = (t.requires_grad_() for t in batched())
+    fwd(q, k, v).sum().backward()
+    assert torch.isfinite(q.grad).all()

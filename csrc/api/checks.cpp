@@ -1,5 +1,8 @@
 #include "api/checks.h"
 
+#include <cstdlib>
+#include <string>
+
 #include <torch/csrc/stable/device.h>
 
 namespace fa4::api {
@@ -57,6 +60,28 @@ void check_last_dim_contiguous(const Tensor& t, const char* name) {
 
 void check_contiguous(const Tensor& t, const char* name) {
   FA4_CHECK(t.is_contiguous(), name, " must be contiguous");
+}
+
+void check_env_knobs() {
+  auto value = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v == nullptr ? std::string() : std::string(v);
+  };
+  const std::string path = value("FA4_FWD_PAGED_PATH");
+  FA4_CHECK(path.empty() || path == "gather" || path == "boxes",
+            "environment variable FA4_FWD_PAGED_PATH must be 'gather', 'boxes' or unset, got '",
+            path, "'");
+  const std::string splits = value("FA4_BWD_HEAD_SPLITS");
+  FA4_CHECK(splits.empty() || (splits.size() <= 9 &&
+                               splits.find_first_not_of("0123456789") == std::string::npos &&
+                               std::stol(splits) >= 1),
+            "environment variable FA4_BWD_HEAD_SPLITS must be a positive integer or unset, got '",
+            splits, "'");
+  for (const char* name : {"FA4_BWD_SERIAL_MAIN", "FA4_BWD_SERIAL_CONVERT", "FA4_BWD_ZERO_DQ_ACCUM"}) {
+    const std::string flag = value(name);
+    FA4_CHECK(flag.empty() || flag == "0" || flag == "1", "environment variable ", name,
+              " must be 0, 1 or unset, got '", flag, "'");
+  }
 }
 
 }  // namespace fa4::api

@@ -28,5 +28,10 @@ void check_dtype(const Tensor& t, const char* name, ScalarType expected);
 void check_same_device(const Tensor& t, const char* name, const Tensor& ref, const char* ref_name);
 void check_last_dim_contiguous(const Tensor& t, const char* name);
 void check_contiguous(const Tensor& t, const char* name);
+// The FA4_* environment knobs that the CUDA kernels read (A/B switches for tests and benchmarks:
+// FA4_FWD_PAGED_PATH, FA4_BWD_HEAD_SPLITS, FA4_BWD_SERIAL_MAIN / _CONVERT, FA4_BWD_ZERO_DQ_ACCUM):
+// a value they would not recognise raises instead of being ignored. Checked on every device, so
+// a typo shows wherever the call runs.
+void check_env_knobs();
 
 }  // namespace fa4::api

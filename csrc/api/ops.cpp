@@ -65,6 +65,7 @@ std::tuple<Tensor, Tensor> fwd(Tensor q, Tensor k, Tensor v, OptTensor cu_seqlen
                               max_seqlen_q, max_seqlen_k, page_table, learnable_sink,
                               softmax_scale, causal, window_size_left, window_size_right, softcap,
                               num_splits, pack_gqa, q_descale, k_descale, v_descale);
+  check_env_knobs();
   AttnParams params = make_params(a);
   Tensor out = torch::stable::new_empty(q, out_shape(a));
   Tensor lse = torch::stable::new_empty(q, lse_shape(a), ScalarType::Float);
@@ -86,6 +87,7 @@ void fwd_out(Tensor q, Tensor k, Tensor v, OptTensor cu_seqlens_q, OptTensor cu_
                               max_seqlen_q, max_seqlen_k, page_table, learnable_sink,
                               softmax_scale, causal, window_size_left, window_size_right, softcap,
                               num_splits, pack_gqa, q_descale, k_descale, v_descale);
+  check_env_knobs();
   AttnParams params = make_params(a);
   set_out_lse(params, a, out, lse, "out", "lse");
   run_fwd(params, q);
@@ -101,6 +103,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> bwd(
   const AttnArgs a{q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_q, seqused_k, max_seqlen_q,
                    max_seqlen_k, std::nullopt, learnable_sink, softmax_scale, causal,
                    window_size_left, window_size_right, softcap, 1, std::nullopt};
+  check_env_knobs();
   AttnBwdParams params{};
   static_cast<AttnParams&>(params) = make_params(a);
   // out and lse are inputs here; dout must match out exactly.
