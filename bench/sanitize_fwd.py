@@ -1,7 +1,7 @@
 """Representative sm90 forward cases for compute-sanitizer (memcheck / racecheck):
     PYTHONPATH=. compute-sanitizer --tool memcheck python3 bench/sanitize_fwd.py
 Small shapes, every producer path: TMA boxes (batched tails, causal, GQA, softcap, sink), varlen with
-empty sequences, paged KV through whole-tile boxes, 32-row boxes and the cp.async gather, and the
+empty sequences, paged KV through whole-tile boxes, 64-row boxes and the cp.async gather, and the
 persistent grid (non-causal d <= 128, and d 192 with O staged in a V stage) with more tiles than SMs,
 so CTAs reuse sQ / sO across tiles,
 and d 64's three- and four-warpgroup kernels with warpgroups that have no rows in a tile."""
@@ -35,7 +35,7 @@ check("varlen mqa window", fa.flash_attn_varlen_func(q, k, v, cu(lens_q), cu(len
 
 lens_k = [300, 1, 517]
 used_k = torch.tensor(lens_k, dtype=torch.int32, device="cuda")
-for page_size, d, causal, softcap in [(256, 128, True, 0.0), (32, 128, False, 0.0), (16, 128, False, 0.0),
+for page_size, d, causal, softcap in [(256, 128, True, 0.0), (64, 128, False, 0.0), (16, 128, False, 0.0),
                                       (3, 128, True, 0.0), (5, 64, False, 20.0), (7, 256, True, 0.0), (1, 96, False, 0.0)]:
     pages_per_seq = -(-max(lens_k) // page_size)
     table = torch.randperm(3 * pages_per_seq, device="cuda").view(3, pages_per_seq).to(torch.int32)

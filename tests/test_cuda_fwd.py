@@ -127,8 +127,8 @@ def test_fwd_varlen(dtype, causal):
 
 
 # Page sizes of every producer path: whole-tile TMA boxes (multiples of kBlockN), row boxes (the
-# largest power of two <= 64 dividing the page and the key block, where a stage takes at most 4:
-# 32 / 64 rows at kBlockN 128, 16 at d 256) and the gather by cp.async of 16-byte row chunks
+# largest power of two <= 64 dividing the page and the key block, where a stage takes at most 2:
+# 64 rows at kBlockN 128, 32 at d 256) and the gather by cp.async of 16-byte row chunks
 # (anything else, powers of two or not), across the swizzle atoms (d 64 / 128 / 256: 128B, d 96:
 # 64B), the key blocks (d 192: 96, d 256: 64, whose 32-row passes two warps split) and d != d_v.
 @pytest.mark.parametrize("page_size,d,d_v", [(1, 128, 128), (16, 128, 128), (64, 128, 128),
@@ -144,11 +144,12 @@ def test_fwd_paged(page_size, d, d_v, causal, softcap):
 
 
 # FA4_FWD_PAGED_PATH forces either path where both exist (page_size % 8 == 0, not a multiple of
-# kBlockN): boxes where the default rule gathers (8 or more per stage column), the gather where it
+# kBlockN): boxes where the default rule gathers (more than 2 per stage column), the gather where it
 # takes boxes.
 @pytest.mark.parametrize("path,page_size,d,d_v", [("boxes", 16, 128, 128), ("boxes", 8, 256, 256),
-                                                  ("boxes", 16, 192, 128), ("gather", 32, 96, 96),
-                                                  ("gather", 64, 192, 192), ("gather", 32, 256, 256)])
+                                                  ("boxes", 16, 192, 128), ("boxes", 32, 192, 192),
+                                                  ("gather", 64, 96, 96), ("gather", 64, 128, 128),
+                                                  ("gather", 32, 256, 256)])
 def test_fwd_paged_path_override(path, page_size, d, d_v, monkeypatch):
     monkeypatch.setenv("FA4_FWD_PAGED_PATH", path)
     check_paged(page_size, d, d_v, True, 0.0)
@@ -173,13 +174,14 @@ def check_paged(page_size, d, d_v, causal, softcap):
 # tile's last key block (tiles without keys write zeros directly), and d 192 / d_v 128 (each
 # warpgroup its own half of that stage; dense test below). Enough tiles here that every CTA takes several, with
 # an empty sequence, a keyless one, tiles a window leaves keyless, and ragged ends among them,
-# through every paged path (32-row boxes, whole-tile boxes, and for pages 16 and 5 the cp.async
-# gather, one tile per CTA: the same sequences there) and the predicated O store.
+# through every paged path (64-row boxes at d <= 128, whole-tile boxes, and the cp.async gather
+# for pages 5 and 16 (and 64 at d 192), one tile per CTA: the same sequences there) and the
+# predicated O store.
 # At d = 64, max_seqlen_q 2100 selects the three-warpgroup (192-row) tiles without a local mask and
 # the two-warpgroup ones with one; 1500 the four-warpgroup ones (256 rows) without a local mask and
 # the two-warpgroup ones with one. Sequences whose last tile leaves whole warpgroups without rows
 # are among them.
-@pytest.mark.parametrize("page_size", [5, 16, 32, 256])
+@pytest.mark.parametrize("page_size", [5, 16, 64, 256])
 @pytest.mark.parametrize("d", [64, 96, 128, 192])
 @pytest.mark.parametrize("mask", [{}, dict(causal=True), dict(window_size=(300, 0))], ids=str)
 @pytest.mark.parametrize("longest", [1500, 2100])
@@ -290,9 +292,9 @@ def test_fwd_pack_gqa_bitwise_unpacked(d, mask, seqlens):
 
 
 # Decoding-like calls through the user function: one or a few new query positions per sequence
-# against a paged cache (whole-tile boxes, 32-row boxes, gathered rows), varlen q with empty
+# against a paged cache (whole-tile boxes, 64-row boxes, gathered rows), varlen q with empty
 # sequences and seqused_k; automatic packing (pack_gqa=None) takes these.
-@pytest.mark.parametrize("page_size", [256, 32, 16, 5])
+@pytest.mark.parametrize("page_size", [256, 64, 16, 5])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("lens_q", [[1, 1, 1, 1], [3, 0, 16, 1]], ids=str)
 @pytest.mark.parametrize("num_splits", [1, 0, 6])

@@ -23,11 +23,11 @@ namespace fa4::sm90 {
 
 // Paged KV whose pages are not whole key blocks: the gather kernel (cp.async by the producer
 // warpgroup) or TMA row boxes (only where page_size % 8 == 0) of fwd_kv_box_rows rows. The gather
-// costs about the same for every page size (~250 TFLOP/s at d 128, ~290 at d 256, ~165 at d 64);
-// the TMA unit costs about the same per box whatever its rows, so boxes win only where a stage
-// takes few: at most 4 per column slab of the stage (H100, causal 4k, bench/paged_cost.py, boxes /
-// gather: d 128 page 32 (4 boxes) 296 / 251, page 16 (8) 224 / 248; d 256 page 16 (4) 344 / 295,
-// page 8 (8) 230 / 290; d 64 page 32 (4) 179 / 166, page 16 (8) 137 / 161 TFLOP/s).
+// costs about the same for every page size; the TMA unit costs about the same per box whatever
+// its rows, so boxes win only where a stage takes few: at most 2 per column slab of the stage
+// (H200, causal 4k, bench/paged_cost.py, gather / boxes: d 128 page 64 (2 boxes) 350-361 /
+// 349-359, page 32 (4) 354-358 / 294-302; d 256 page 32 (2) 423-427 / 462-464, page 16 (4)
+// 410-412 / 347-348; d 64 page 64 (2) 205-209 / 211-215, page 32 (4) 205-207 / 179-186 TFLOP/s).
 // FA4_FWD_PAGED_PATH=gather / boxes overrides the rule (A/B; boxes where page_size % 8 == 0).
 inline int fwd_kv_box_rows(int page_size, int block_n) {  // largest power of two <= 64 dividing both
   int rows = 8;
@@ -41,7 +41,7 @@ inline bool fwd_paged_gather(const AttnParams& a, int block_n) {
     if (std::strcmp(env, "gather") == 0) return true;
     if (std::strcmp(env, "boxes") == 0) return false;
   }
-  return block_n / fwd_kv_box_rows(a.page_size, block_n) > 4;
+  return block_n / fwd_kv_box_rows(a.page_size, block_n) > 2;
 }
 
 // tile_counter: a zeroed int for the kTileCounter kernels (nullptr: they walk a fixed order).
