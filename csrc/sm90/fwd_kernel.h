@@ -111,8 +111,9 @@ struct FwdTraits {
   static constexpr int kNumThreads = 128 * (kNumConsumerWG + 1);
   // setmaxnreg redistributes the launch allocation (65536 / kNumThreads per thread, rounded down
   // to 8): 2 * 240 + 24 = 3 * 168, 3 * 160 + 24 <= 4 * 128, 4 * 112 + 24 <= 5 * 96.
-  static constexpr int kProducerRegs = 24;
-  static constexpr int kConsumerRegs = kNumConsumerWG == 2 ? 240 : kNumConsumerWG == 3 ? 160 : 112;
+  static constexpr int kProducerRegs = kGather ? 40 : 24;
+  static constexpr int kConsumerRegs =
+      kNumConsumerWG == 2 ? (kGather ? 232 : 240) : kNumConsumerWG == 3 ? 160 : 112;
   static_assert(128 * (kNumConsumerWG * kConsumerRegs + kProducerRegs) <=
                 (65536 / kNumThreads) / 8 * 8 * kNumThreads);
 
@@ -232,10 +233,11 @@ struct FwdTraits {
   // ... where a V stage holds both warpgroups' O (d_v 128: 32 KiB), each has its own half.
   static constexpr bool kOSlabPerWG = 2 * cosize_v<SmemLayoutO> <= kBlockN * kHeadDimV;
   // (Three consumer warpgroups with a local mask stay one tile per CTA: at 160 registers the
-  // dynamic walk's per-tile state spills into the main loop.)
+  // dynamic walk's per-tile state spills into the main loop.) The gather kernels (local mask
+  // path) walk from the tile counter too at d <= 128; d 192 / 256 stay one tile per CTA.
   static constexpr bool kPersistent =
-      !kGather && (kIsLocal ? (kHeadDim <= 128 && kHeadDimV <= 128 || kOInV) && kNumConsumerWG == 2
-                            : kFitsOBuffer || kOInV);
+      kIsLocal ? (kHeadDim <= 128 && kHeadDimV <= 128 || kOInV) && kNumConsumerWG == 2
+               : kFitsOBuffer || kOInV;
   static constexpr bool kTileCounter = kPersistent && kIsLocal;
   // The static walks (persistent, no counter) keep two Q buffers: tile i + 1 is announced (its
   // FwdTileWork and id in ss.tile[(i + 1) % 2]) and its Q loaded while tile i's first key block
@@ -293,6 +295,9 @@ struct FwdTraits {
     FwdTileSlot<TileWork> tile[kQBuffers];
     // Paged KV in row boxes: the page of each box of the stage being loaded.
     int32_t box_page[kBlockN / kRowGroup];
+    // Persistent gather kernels: the next tile, from the leader to the other producer threads
+    // (two slots: one may be rewritten only after every thread has read it).
+    conditional_t<kGather && kTileCounter, int[2], Empty> gather_tile;
     typename Pipeline::SharedStorage pipe_k;
     typename Pipeline::SharedStorage pipe_v;
   };
@@ -665,8 +670,20 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         const TileWork w0 = tile_work(first_tile);
         announce(0, first_tile, w0, tile_has_work(first_tile, w0));
       }
+      // The gather kernels' producer warpgroup walks the tiles together: the leader takes each
+      // next tile and hands it to the others.
+      auto next_tile_all = [&](int t, int i) {
+        if constexpr (Traits::kGather && Traits::kTileCounter) {
+          if (leader) ss.gather_tile[i % 2] = next_tile(t);
+          cutlass::arch::NamedBarrier::sync(128, 1);
+          return ss.gather_tile[i % 2];
+        } else {
+          return next_tile(t);
+        }
+      };
       int i_tile = 0;
-      for (int t = first_tile; Traits::kPersistent || t < num_tiles; t = next_tile(t), ++i_tile) {
+      for (int t = first_tile; Traits::kPersistent || t < num_tiles;
+           t = next_tile_all(t, i_tile), ++i_tile) {
         const bool in_range = t < num_tiles;
         if (kAhead && !in_range) break;  // its end was announced
         const TileWork w = [&] {
@@ -697,7 +714,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
             // the stage's barrier with its bytes, which holds the phase open while the threads
             // issue; once all have (named barrier 1), the leader completes those bytes, and the
             // phase ends with the last copy.
-            static_assert(!Traits::kKAhead && !Traits::kEarlyK, "V(n) follows K(n) here");
+            static_assert(!Traits::kKAhead, "V(n) follows K(n) here");
             const int32_t* pt = attn.page_table + batch * attn.page_table_batch_stride;
             auto gather = [&](auto& pipe, Element const* base, int64_t page_stride,
                               int64_t row_stride, auto sX, uint32_t bytes) {
@@ -826,7 +843,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
         }
         if (early_k) load_kv(n_max - 1, false, wr);
         if constexpr (Traits::kAnnounce && !kAhead) {
-          announce(i_tile, t, w, has_work);
+          if (leader) announce(i_tile, t, w, has_work);
           if (!in_range) break;
         }
         if (!has_work) {
