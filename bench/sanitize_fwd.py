@@ -44,8 +44,8 @@ for page_size, d, causal, softcap in [(256, 128, True, 0.0), (64, 128, False, 0.
     out = fa.flash_attn_varlen_func(q, k_pages, v_pages, cu([70] * 3), None, 70, None, causal=causal,
                                     softcap=softcap, seqused_k=used_k, page_table=table)
     check(f"paged page_size {page_size} d{d} causal={causal} softcap={softcap}", out)
-# The gather kernels over more tiles than 2 per SM, an empty sequence and a keyless one among them
-# (one tile per CTA; a persistent walk of the gather was tried: PERF_NOTES, twenty-sixth session).
+# The gather kernels walking tiles from the counter (d <= 128): more tiles than 2 per SM, an empty
+# sequence and a keyless one among them.
 lens_q, lens_k = [600, 0, 600, 130] * 4, [650, 9, 0, 600] * 4
 used_k = torch.tensor(lens_k, dtype=torch.int32, device="cuda")
 for page_size, d, causal in [(16, 128, True), (5, 64, False)]:

@@ -175,8 +175,8 @@ def check_paged(page_size, d, d_v, causal, softcap):
 # warpgroup its own half of that stage; dense test below). Enough tiles here that every CTA takes several, with
 # an empty sequence, a keyless one, tiles a window leaves keyless, and ragged ends among them,
 # through every paged path (64-row boxes at d <= 128, whole-tile boxes, and the cp.async gather
-# for pages 5 and 16 (and 64 at d 192), one tile per CTA: the same sequences there) and the
-# predicated O store.
+# for pages 5 and 16 (and 64 at d 192), whose kernels walk from the tile counter at d <= 128 and
+# run one tile per CTA at d 192) and the predicated O store.
 # At d = 64, max_seqlen_q 2100 selects the three-warpgroup (192-row) tiles without a local mask and
 # the two-warpgroup ones with one; 1500 the four-warpgroup ones (256 rows) without a local mask and
 # the two-warpgroup ones with one. Sequences whose last tile leaves whole warpgroups without rows

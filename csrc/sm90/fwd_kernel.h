@@ -110,7 +110,9 @@ struct FwdTraits {
 
   static constexpr int kNumThreads = 128 * (kNumConsumerWG + 1);
   // setmaxnreg redistributes the launch allocation (65536 / kNumThreads per thread, rounded down
-  // to 8): 2 * 240 + 24 = 3 * 168, 3 * 160 + 24 <= 4 * 128, 4 * 112 + 24 <= 5 * 96.
+  // to 8): 2 * 240 + 24 = 3 * 168, 3 * 160 + 24 <= 4 * 128, 4 * 112 + 24 <= 5 * 96. The gather
+  // kernels' whole producer warpgroup runs the tile walk and the copies: at 24 registers it spilled
+  // inside the per-stage issue (-15..-25 %), so 2 * 232 + 40 there (consumers without spills).
   static constexpr int kProducerRegs = kGather ? 40 : 24;
   static constexpr int kConsumerRegs =
       kNumConsumerWG == 2 ? (kGather ? 232 : 240) : kNumConsumerWG == 3 ? 160 : 112;
