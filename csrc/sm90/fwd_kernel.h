@@ -433,10 +433,9 @@ __device__ __forceinline__ GatherRow gather_locate(const int32_t* page_table,
 // A gathered stage of one head of paged K or V (base: the head's first element of page 0) into
 // the swizzled stage tile sX by cp.async (LDGSTS) in 16-byte chunks (the swizzle permutes whole
 // chunks): each warp copies its pass's rows, each row's address shuffled from the lane that
-// located it. With the 128B swizzle each lane keeps one swizzle phase, so its copies take
-// constant offsets from two addresses (~1.5 instructions per copy instead of ~16 when every
-// copy swizzled its own address: the gather ran 30-45 % faster at d 128 / 256, H200); the 64B
-// swizzle (d 96) keeps consecutive lanes on consecutive chunks of a row. Each lane's
+// located it. Each lane keeps one swizzle phase, so its copies take constant offsets from one or
+// two addresses (~1.5 instructions per copy instead of ~16 when every copy swizzled its own
+// address: the gather ran 30-45 % faster at d 128 / 256, H200). Each lane's
 // copies then arrive on `bar` as they land (cp.async.mbarrier.arrive raises the barrier's pending
 // count at issue, so the caller must hold the phase open until every lane has issued).
 template <int kBlockN, class Element, class SmemTile>
@@ -445,7 +444,6 @@ __device__ __forceinline__ void gather_paged_rows(Element const* base, int64_t p
                                                   uint64_t* bar) {
   using G = GatherPasses<kBlockN>;
   constexpr int kChunks = decltype(size<1>(sX))::value / 8;  // 16-byte chunks per row
-  static_assert(kChunks % G::kSplit == 0);
   const int lane = threadIdx.x % 32, pass = G::pass();
   if (pass < G::kPasses) {
     const uint64_t src =
@@ -455,34 +453,30 @@ __device__ __forceinline__ void gather_paged_rows(Element const* base, int64_t p
     auto const* x0 = &sX(0, 0);
     auto* dst0 = &sX(32 * pass, 0);
     auto dst = [&](int r, int c) { return reinterpret_cast<uint128_t*>(dst0 + (&sX(r, c * 8) - x0)); };
-    if constexpr (kChunks % 8 == 0) {
-      // 128B swizzle (rows of 8k chunks): lane = 4 * rr + cc copies chunks cc + 4 q of rows
-      // 8 m + rr. Its rows then share one swizzle phase (row % 8 = rr), and 8 rows are one atom
-      // (1024 bytes, atoms tile the rows first), so every destination is one of two per-lane
-      // addresses (q even / odd: the swizzle's chunk bit 2) plus a constant: 1024 bytes per m,
-      // one column of atoms (kBlockN rows of 128 bytes) per two q. The sources too: one shuffled
-      // row address per m. A warp instruction reads 64 bytes of 8 rows (whole 32-byte sectors).
-      constexpr int kQ = kChunks / 4 / G::kSplit;  // chunk groups of 4 per warp of the pass
-      static_assert(kChunks / 4 % G::kSplit == 0);
-      const int rr = lane / 4, cc = lane % 4, q0 = threadIdx.x / 32 % G::kSplit * kQ;
-      uint128_t* const dst_q[2] = {dst(rr, cc + 4 * (q0 % 2)), dst(rr, cc + 4 * (q0 % 2 ^ 1))};
+    // Lane 4 rr + cc copies chunks cc + 4 g of rows 8 m + rr. A swizzle atom is 8 rows of
+    // kAtomChunks chunks (128B swizzle: 8, d % 64 == 0; 64B: 4, d 96) and atoms tile the rows
+    // first, so the lane's rows share one swizzle phase and every destination is one of
+    // kAtomChunks / 4 per-lane addresses (g's place within an atom row) plus a constant: one atom
+    // per m, one column of atoms (kBlockN rows) per kAtomChunks / 4 values of g. The sources
+    // too: one shuffled row address per m. A warp instruction reads 64 bytes of 8 rows (whole
+    // 32-byte sectors).
+    constexpr int kAtomChunks = kChunks % 8 == 0 ? 8 : 4;
+    constexpr int kGroupsPerAtom = kAtomChunks / 4;
+    constexpr int kGroups = kChunks / 4 / G::kSplit;  // chunk groups of 4 per warp of the pass
+    static_assert(kChunks % 4 == 0 && kChunks / 4 % G::kSplit == 0);
+    const int rr = lane / 4, cc = lane % 4, g0 = threadIdx.x / 32 % G::kSplit * kGroups;
+    uint128_t* dst_g[kGroupsPerAtom];
 #pragma unroll
-      for (int m = 0; m < 4; ++m) {
-        auto const* from = reinterpret_cast<uint128_t const*>(__shfl_sync(~0u, src, 8 * m + rr)) + cc;
+    for (int j = 0; j < kGroupsPerAtom; ++j) dst_g[j] = dst(rr, cc + 4 * ((g0 + j) % kGroupsPerAtom));
 #pragma unroll
-        for (int q = 0; q < kQ; ++q) {
-          const int chunk_group = q0 + q;  // chunks 4 * chunk_group + cc
-          SM80_CP_ASYNC_CACHEGLOBAL<uint128_t>::copy(
-              from[4 * chunk_group],
-              dst_q[q % 2][64 * m + chunk_group / 2 * (kBlockN * 8)]);
-        }
-      }
-    } else {
-#pragma unroll 2
-      for (int t = threadIdx.x / 32 % G::kSplit; t < kChunks; t += G::kSplit) {
-        const unsigned i = lane + 32 * t, r = i / kChunks, c = i % kChunks;
-        auto const* from = reinterpret_cast<uint128_t const*>(__shfl_sync(~0u, src, r)) + c;
-        SM80_CP_ASYNC_CACHEGLOBAL<uint128_t>::copy(*from, *dst(r, c));
+    for (int m = 0; m < 4; ++m) {
+      auto const* from = reinterpret_cast<uint128_t const*>(__shfl_sync(~0u, src, 8 * m + rr)) + cc;
+#pragma unroll
+      for (int q = 0; q < kGroups; ++q) {
+        const int g = g0 + q;
+        SM80_CP_ASYNC_CACHEGLOBAL<uint128_t>::copy(
+            from[4 * g], dst_g[q % kGroupsPerAtom][8 * kAtomChunks * m +
+                                                   g / kGroupsPerAtom * (kBlockN * kAtomChunks)]);
       }
     }
   }
